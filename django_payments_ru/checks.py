@@ -1,0 +1,1 @@
+"""Django system checks for PAYMENTS_RU (filled in below)."""

@@ -1,0 +1,60 @@
+"""The ``PAYMENTS_RU`` setting, read lazily.
+
+Nothing is cached at import: every attribute read goes to ``django.conf.settings``,
+so ``override_settings`` works in tests, and the provider registry is dropped when
+the setting changes (see :mod:`django_payments_ru.apps`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+from .exceptions import ConfigurationError
+
+SETTING_NAME = "PAYMENTS_RU"
+
+DEFAULTS: dict[str, Any] = {
+    # alias -> {"BACKEND": dotted path, "OPTIONS": {...}}
+    "PROVIDERS": {},
+    # Absolute base URL of the shop, for webhook and return URLs built outside a
+    # request (Celery tasks, the admin, management commands).
+    "BASE_URL": "",
+    # "sync": process a webhook inside its request; "celery": in a task after commit.
+    "WEBHOOK_PROCESSING": "sync",
+    # Connect and read timeouts, in seconds, of every provider call.
+    "HTTP_TIMEOUT": (5.0, 30.0),
+    # Retries of a call that is safe to repeat (connection errors, 429, 5xx).
+    "HTTP_RETRIES": 3,
+    # The longest a provider call waits for one Retry-After, in seconds; a longer
+    # wait fails the call with ProviderRateLimited instead of blocking a worker.
+    "HTTP_MAX_RETRY_AFTER": 30.0,
+    # Ask the provider for the status when the customer comes back.
+    "REFRESH_ON_RETURN": True,
+    # Cache alias used for provider tokens and the cross-process token lock.
+    "CACHE": "default",
+}
+
+WEBHOOK_MODES = ("sync", "celery")
+
+
+class PaymentsSettings:
+    """Attribute access to ``settings.PAYMENTS_RU`` merged over :data:`DEFAULTS`."""
+
+    def _user(self) -> dict[str, Any]:
+        value = getattr(django_settings, SETTING_NAME, {}) or {}
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"settings.{SETTING_NAME} must be a dict.")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown {SETTING_NAME} setting: {name!r}")
+        return self._user().get(name, DEFAULTS[name])
+
+    def unknown_keys(self) -> list[str]:
+        return sorted(set(self._user()) - set(DEFAULTS))
+
+
+payments_settings = PaymentsSettings()

@@ -1,0 +1,2 @@
+app_name = "payments_ru_emulator"
+urlpatterns: list = []

@@ -1,0 +1,249 @@
+"""Invoices, the money that moved for them, and the webhook inbox."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import django
+from django.db import models
+from django.db.models import F, Q
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
+
+from .events import EventType, PaymentEvent
+from .money import DECIMAL_PLACES, MAX_DIGITS
+from .status import AWAITING, CANCELLABLE, PAID_STATES, InvoiceStatus
+
+if TYPE_CHECKING:
+    from .providers.base import BaseProvider, Checkout
+
+
+def check_constraint(condition: Q, name: str) -> models.CheckConstraint:
+    """``CheckConstraint`` on Django 4.2 (``check=``) and 5.1+ (``condition=``)."""
+    if django.VERSION >= (5, 1):
+        return models.CheckConstraint(condition=condition, name=name)
+    return models.CheckConstraint(check=condition, name=name)  # pragma: no cover
+
+
+def _money_field(verbose_name: Any, **kwargs: Any) -> models.DecimalField:
+    return models.DecimalField(
+        verbose_name, max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs
+    )
+
+
+class Invoice(models.Model):
+    """A sum a customer owes the shop, paid through one provider.
+
+    The status changes only through :mod:`django_payments_ru.services`.
+    """
+
+    uuid = models.UUIDField(_("reference"), default=uuid.uuid4, unique=True,
+                            editable=False)
+    provider = models.CharField(_("provider"), max_length=64)
+    status = models.CharField(
+        _("status"), max_length=32, choices=InvoiceStatus.choices,
+        default=InvoiceStatus.CREATED,
+    )
+    amount = _money_field(_("amount"))
+    currency = models.CharField(_("currency"), max_length=3, default="RUB")
+    paid_amount = _money_field(_("paid"), default=Decimal(0))
+    refunded_amount = _money_field(_("refunded"), default=Decimal(0))
+
+    order_id = models.CharField(_("order id"), max_length=64, blank=True)
+    description = models.CharField(_("description"), max_length=255, blank=True)
+    customer_email = models.EmailField(_("customer e-mail"), blank=True)
+    customer_phone = models.CharField(_("customer phone"), max_length=32, blank=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    #: Where the customer is sent after the provider's page (the shop's order page).
+    return_url = models.CharField(_("return URL"), max_length=2000, blank=True)
+
+    provider_payment_id = models.CharField(
+        _("provider payment id"), max_length=128, blank=True
+    )
+    #: How the customer reaches the provider: {"method", "url", "fields"}.
+    checkout = models.JSONField(_("checkout"), default=dict, blank=True)
+    expires_at = models.DateTimeField(_("payment expires"), null=True, blank=True)
+
+    needs_attention = models.BooleanField(_("needs attention"), default=False)
+    attention_reason = models.TextField(_("attention reason"), blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    status_changed_at = models.DateTimeField(_("status changed"), null=True,
+                                             blank=True)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("invoice")
+        verbose_name_plural = _("invoices")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            check_constraint(Q(amount__gt=0), "payments_ru_invoice_amount_positive"),
+            check_constraint(
+                Q(paid_amount__gte=0) & Q(refunded_amount__gte=0),
+                "payments_ru_invoice_totals_not_negative",
+            ),
+            check_constraint(
+                Q(refunded_amount__lte=F("paid_amount")),
+                "payments_ru_invoice_refunded_lte_paid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-created_at"],
+                         name="payments_ru_inv_status"),
+            models.Index(fields=["provider", "-created_at"],
+                         name="payments_ru_inv_provider"),
+            models.Index(fields=["needs_attention", "-created_at"],
+                         name="payments_ru_inv_attention"),
+            models.Index(fields=["-created_at"], name="payments_ru_inv_created"),
+            models.Index(fields=["order_id"], name="payments_ru_inv_order"),
+            models.Index(fields=["customer_email"], name="payments_ru_inv_email"),
+            models.Index(fields=["customer_phone"], name="payments_ru_inv_phone"),
+            models.Index(fields=["provider", "provider_payment_id"],
+                         name="payments_ru_inv_provider_id"),
+        ]
+
+    def __str__(self) -> str:
+        label = self.order_id or str(self.uuid)[:8]
+        return f"{label}: {self.amount} {self.currency} ({self.get_status_display()})"
+
+    # --- helpers ------------------------------------------------------------
+
+    def get_provider(self) -> BaseProvider:
+        from .registry import get_provider
+
+        return get_provider(self.provider)
+
+    def get_checkout(self) -> Checkout | None:
+        """The stored :class:`~django_payments_ru.providers.base.Checkout`, if any."""
+        from .providers.base import Checkout
+
+        return Checkout.from_json(self.checkout) if self.checkout else None
+
+    def get_return_path(self) -> str:
+        try:
+            return reverse("django_payments_ru:return", kwargs={"ref": self.uuid})
+        except NoReverseMatch:  # the app's URLs are not included
+            return ""
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status in PAID_STATES
+
+    @property
+    def is_awaiting_provider(self) -> bool:
+        return self.status in AWAITING
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in CANCELLABLE
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        return self.paid_amount - self.refunded_amount
+
+
+class Payment(models.Model):
+    """Money that moved for an invoice: a charge or a refund. Append-only."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", _("Charge")
+        REFUND = "refund", _("Refund")
+
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, related_name="payments",
+        verbose_name=_("invoice"),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    amount = _money_field(_("amount"))
+    currency = models.CharField(_("currency"), max_length=3)
+    provider_payment_id = models.CharField(
+        _("provider payment id"), max_length=128, blank=True
+    )
+    event = models.ForeignKey(
+        "WebhookEvent", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="payments", verbose_name=_("webhook event"),
+    )
+    #: The dedupe id of the event that recorded it (webhook, poll or API answer):
+    #: one event never records the same money twice.
+    source = models.CharField(_("source event"), max_length=255)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["created_at", "id"]
+        constraints = [
+            check_constraint(Q(amount__gt=0), "payments_ru_payment_amount_positive"),
+            models.UniqueConstraint(
+                fields=["invoice", "kind", "source"],
+                name="payments_ru_payment_once_per_event",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+
+
+class WebhookEvent(models.Model):
+    """The inbox: every verified event a provider sent, processed at most once."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        PROCESSED = "processed", _("Processed")
+        IGNORED = "ignored", _("Ignored")
+        REJECTED = "rejected", _("Rejected")
+        FAILED = "failed", _("Failed")
+
+    #: Statuses whose event is done: a redelivery is acknowledged without rework.
+    DONE = frozenset({Status.PROCESSED, Status.IGNORED, Status.REJECTED})
+
+    provider = models.CharField(_("provider"), max_length=64)
+    dedupe_id = models.CharField(_("event id"), max_length=255)
+    event_type = models.CharField(_("event type"), max_length=32,
+                                  choices=EventType.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices,
+                              default=Status.RECEIVED)
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="webhook_events", verbose_name=_("invoice"),
+    )
+    #: The normalized event (see PaymentEvent.to_json).
+    event = models.JSONField(_("event"), default=dict)
+    #: The payload as received, with secrets removed.
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    #: Why it was ignored or rejected, or the error of the last failed attempt.
+    result = models.TextField(_("result"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    deliveries = models.PositiveIntegerField(_("deliveries"), default=1)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "dedupe_id"], name="payments_ru_webhook_once"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-received_at"],
+                         name="payments_ru_wh_status"),
+            models.Index(fields=["provider", "-received_at"],
+                         name="payments_ru_wh_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.dedupe_id}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in self.DONE
+
+    def to_event(self) -> PaymentEvent:
+        return PaymentEvent.from_json(self.event, raw=self.payload)

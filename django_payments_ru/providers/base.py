@@ -1,0 +1,405 @@
+"""The contract every payment provider implements.
+
+A provider is a small class: identity as class attributes (``slug``,
+``display_name``, ``currencies``, ``capabilities``), its options declared in
+``options`` and validated at construction, and a handful of hooks. The services
+and the webhook view call the hooks; a provider never changes an invoice itself.
+
+The four shapes the contract covers:
+
+* **form POST** (Life-Pay A1Lite): :meth:`BaseProvider.start` returns a
+  ``Checkout(method="POST", url=..., fields=...)`` with signed fields and registers
+  nothing; webhooks are form-encoded and signed over their fields.
+* **token API + redirect** (PayConnect, Love&Pay, the sandbox): ``start`` creates
+  the payment through the provider's API (bearer token or signed headers, see
+  :mod:`~django_payments_ru.providers.tokens` and
+  :mod:`~django_payments_ru.providers.signing`) and returns
+  ``Checkout(method="GET", url=payment_url, payment_id=...)``.
+* **form API** (QuantaPay): ``start`` posts a form-encoded call and redirects; the
+  webhook carries a shared key instead of a signature.
+* **signed headers** (Love&Pay v2, the sandbox): HMAC over method, path, timestamp
+  and body, with a timestamp window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.functional import cached_property
+
+from ..conf import payments_settings
+from ..events import PaymentEvent
+from ..exceptions import (
+    ConfigurationError,
+    InvalidCurrency,
+    InvalidInput,
+    NotSupported,
+    WebhookError,
+)
+
+if TYPE_CHECKING:
+    from ..models import Invoice
+    from .http import HttpClient
+
+logger = logging.getLogger("django_payments_ru")
+
+
+class Capability(str, Enum):
+    """What a provider can do besides taking a payment."""
+
+    REFUND = "refund"
+    PARTIAL_REFUND = "partial_refund"
+    STATUS = "status"  # fetch_status
+    BATCH_STATUS = "batch_status"
+    CANCEL = "cancel"  # cancel at the provider (else cancel is local only)
+    RECURRENT = "recurrent"
+    SPLIT = "split"
+    HOLD = "hold"  # two-stage: capture() / release()
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """How the customer reaches the provider.
+
+    ``method="GET"``: send the browser to ``url`` (a link or a redirect).
+    ``method="POST"``: render an auto-submitting form posting ``fields`` to ``url``.
+    The template tag and the API both render a Checkout; nothing else decides how
+    a customer reaches a provider.
+    """
+
+    method: Literal["GET", "POST"]
+    url: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    #: The provider's payment id, when ``start`` registered a payment.
+    payment_id: str = ""
+    #: When the provider's payment page stops accepting the payment.
+    expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("GET", "POST"):
+            raise ValueError("Checkout.method is 'GET' or 'POST'")
+        if self.method == "GET" and self.fields:
+            raise ValueError("a GET checkout is a plain URL and carries no fields")
+        object.__setattr__(
+            self, "fields", MappingProxyType({str(k): str(v) for k, v in
+                                              self.fields.items()})
+        )
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.method == "GET"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "fields": dict(self.fields),
+            "payment_id": self.payment_id,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkout:
+        expires = data.get("expires_at")
+        return cls(
+            method=data["method"],
+            url=data["url"],
+            fields=data.get("fields") or {},
+            payment_id=data.get("payment_id", ""),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+        )
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One entry of a provider's ``OPTIONS``."""
+
+    required: bool = True
+    default: Any = None
+    #: Never logged, shown or stored; checked to be non-empty in production.
+    secret: bool = False
+    types: tuple[type, ...] = (str,)
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+
+class BaseProvider:
+    """Base class of every provider. Subclasses override the hooks they support.
+
+    Options common to all providers: none; each provider lists its own in
+    ``options`` and its class docstring.
+    """
+
+    #: Short name, also the package name under ``django_payments_ru.providers``.
+    slug: ClassVar[str] = ""
+    #: Name shown to customers and merchants.
+    display_name: ClassVar[str] = ""
+    #: ISO 4217 codes this provider accepts.
+    currencies: ClassVar[frozenset[str]] = frozenset({"RUB"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: OPTIONS this provider accepts.
+    options: ClassVar[dict[str, Option]] = {}
+    #: Keys removed from webhook payloads before they are stored (shared secrets
+    #: that some providers put in the body, signatures).
+    secret_payload_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Largest amount the provider takes, per currency (checked before sending).
+    max_amounts: ClassVar[dict[str, Decimal]] = {}
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        self.alias = alias
+        errors = self.check_options(alias, options)
+        if errors:
+            raise ConfigurationError(errors[0])
+        self.config: dict[str, Any] = {
+            name: options.get(name, spec.default) for name, spec in
+            self.options.items()
+        }
+
+    def __repr__(self) -> str:  # never shows option values: some are secrets
+        return f"<{type(self).__name__} alias={self.alias!r}>"
+
+    # --- options ------------------------------------------------------------
+
+    @classmethod
+    def check_options(cls, alias: str, options: Mapping[str, Any]) -> list[str]:
+        """Every problem with ``options``, each naming the exact setting."""
+        where = f"PAYMENTS_RU['PROVIDERS'][{alias!r}]['OPTIONS']"
+        errors = []
+        for name in sorted(set(options) - set(cls.options)):
+            known = ", ".join(sorted(cls.options)) or "none"
+            errors.append(
+                f"Unknown option {name!r} in {where} for {cls.__name__} "
+                f"(known options: {known})."
+            )
+        for name, spec in cls.options.items():
+            value = options.get(name, _MISSING)
+            if value is _MISSING:
+                if spec.required:
+                    errors.append(
+                        f"{cls.__name__} needs {where}[{name!r}]"
+                        + (f": {spec.help}" if spec.help else ".")
+                    )
+                continue
+            if value is None and not spec.required:
+                continue
+            if spec.types and not isinstance(value, spec.types):
+                names = " or ".join(t.__name__ for t in spec.types)
+                errors.append(f"{where}[{name!r}] must be a {names}.")
+            elif spec.choices and value not in spec.choices:
+                allowed = ", ".join(repr(c) for c in spec.choices)
+                errors.append(f"{where}[{name!r}] must be one of {allowed}.")
+        return errors
+
+    @classmethod
+    def secret_option_names(cls) -> list[str]:
+        return [name for name, spec in cls.options.items() if spec.secret]
+
+    def secrets(self) -> list[str]:
+        """Secret option values, for redaction of logs and errors."""
+        values: list[str] = []
+        for name in self.secret_option_names():
+            value = self.config.get(name)
+            if isinstance(value, str) and value:
+                values.append(value)
+            elif isinstance(value, list | tuple):
+                values.extend(v for v in value if isinstance(v, str) and v)
+        return values
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    # --- validation before anything is sent ---------------------------------
+
+    def validate_invoice(self, invoice: Invoice) -> None:
+        """Refuse an invoice this provider cannot take, before it is saved or
+        sent. Subclasses extend it with their own limits (and call super)."""
+        if invoice.currency not in self.currencies:
+            raise InvalidCurrency(
+                f"{self.display_name} does not accept {invoice.currency}; it "
+                f"accepts {', '.join(sorted(self.currencies))}.",
+                field="currency", provider=self.alias,
+            )
+        limit = self.max_amounts.get(invoice.currency)
+        if limit is not None and invoice.amount > limit:
+            raise InvalidInput(
+                f"{self.display_name} takes at most {limit} {invoice.currency} in "
+                f"one payment; this invoice is for {invoice.amount}.",
+                field="amount", provider=self.alias,
+            )
+
+    # --- the hooks ----------------------------------------------------------
+
+    def _not_implemented(self, method: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} must implement {method}() "
+            f"(provider alias {self.alias!r})."
+        )
+
+    def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
+        """Register the payment with the provider if its API does that, and return
+        how the customer gets there. Called by
+        :func:`~django_payments_ru.services.start_payment`, outside any database
+        transaction."""
+        raise self._not_implemented("start")
+
+    def verify_webhook(self, request: HttpRequest) -> None:
+        """Raise :class:`~django_payments_ru.exceptions.WebhookVerificationError`
+        unless the request is provably from the provider. Works on the raw body
+        bytes, compares in constant time, checks timestamps both ways where the
+        scheme has them, accepts every active secret during a rotation. Nothing is
+        written to the database before this passes."""
+        raise self._not_implemented("verify_webhook")
+
+    def parse_webhook(self, request: HttpRequest) -> list[PaymentEvent]:
+        """The normalized events of a verified webhook (usually one). Raises
+        :class:`~django_payments_ru.exceptions.WebhookParseError` for content it
+        cannot understand."""
+        raise self._not_implemented("parse_webhook")
+
+    def webhook_response(
+        self, request: HttpRequest, events: list[PaymentEvent]
+    ) -> HttpResponse:
+        """The provider's documented acknowledgement of an accepted webhook."""
+        return HttpResponse("OK", content_type="text/plain")
+
+    def webhook_error_response(
+        self, request: HttpRequest, error: WebhookError
+    ) -> HttpResponse:
+        """The answer to a webhook refused by verification or parsing."""
+        return HttpResponse(
+            error.code, status=error.http_status, content_type="text/plain"
+        )
+
+    def fetch_status(self, invoice: Invoice) -> PaymentEvent | None:
+        """Ask the provider where the payment stands (``None`` = nothing known)."""
+        raise NotSupported(
+            f"{self.display_name} cannot be asked for a payment's status.",
+            provider=self.alias,
+        )
+
+    def refund(self, invoice: Invoice, amount: Decimal) -> PaymentEvent | None:
+        """Return ``amount`` to the customer. Returns the REFUNDED event when the
+        provider confirms at once, ``None`` when a webhook will confirm later."""
+        raise NotSupported(
+            f"{self.display_name} does not support refunds.", provider=self.alias
+        )
+
+    def cancel(self, invoice: Invoice) -> PaymentEvent | None:
+        """Cancel an unpaid payment at the provider. Providers without
+        :attr:`Capability.CANCEL` leave this alone: the invoice is cancelled locally
+        and a late payment is still applied and flagged."""
+        return None
+
+    def capture(self, invoice: Invoice, amount: Decimal | None = None) -> (
+            PaymentEvent | None):
+        """Take held funds (two-stage payments)."""
+        raise NotSupported(
+            f"{self.display_name} does not support holds.", provider=self.alias
+        )
+
+    def release(self, invoice: Invoice) -> PaymentEvent | None:
+        """Release held funds (two-stage payments)."""
+        raise NotSupported(
+            f"{self.display_name} does not support holds.", provider=self.alias
+        )
+
+    # --- shared helpers -----------------------------------------------------
+
+    def redact_payload(self, payload: Any) -> Any:
+        """``payload`` without :attr:`secret_payload_keys`, at any depth."""
+        if isinstance(payload, Mapping):
+            return {
+                k: ("[redacted]" if k in self.secret_payload_keys
+                    else self.redact_payload(v))
+                for k, v in payload.items()
+            }
+        if isinstance(payload, list | tuple):
+            return [self.redact_payload(v) for v in payload]
+        return payload
+
+    def absolute_url(self, path: str, request: HttpRequest | None = None) -> str:
+        base = payments_settings.BASE_URL
+        if base:
+            return base.rstrip("/") + path
+        if request is not None:
+            return request.build_absolute_uri(path)
+        raise ConfigurationError(
+            "Set PAYMENTS_RU['BASE_URL'] (e.g. 'https://shop.example.com'): "
+            "absolute webhook and return URLs cannot be built outside a request "
+            "without it."
+        )
+
+    def webhook_url(self, request: HttpRequest | None = None) -> str:
+        """Where this provider alias posts its webhooks."""
+        return self.absolute_url(
+            reverse("django_payments_ru:webhook", kwargs={"alias": self.alias}),
+            request,
+        )
+
+    def return_url(self, invoice: Invoice, request: HttpRequest | None = None) -> str:
+        """Where the provider sends the customer back (our return view)."""
+        return self.absolute_url(
+            reverse("django_payments_ru:return", kwargs={"ref": invoice.uuid}),
+            request,
+        )
+
+    # --- HTTP ---------------------------------------------------------------
+
+    #: Option holding the API base URL (``None``: the provider makes no calls).
+    base_url_option: ClassVar[str | None] = "base_url"
+
+    def make_http_client(self) -> HttpClient:
+        """The client all of this provider's calls go through. Subclasses pass
+        their error-envelope parser via :meth:`parse_error`."""
+        from .http import HttpClient
+
+        if not self.base_url_option:
+            raise NotSupported(
+                f"{self.display_name} makes no API calls.", provider=self.alias
+            )
+        timeout = payments_settings.HTTP_TIMEOUT
+        return HttpClient(
+            provider=self.alias,
+            base_url=self.config[self.base_url_option],
+            timeout=tuple(timeout) if isinstance(timeout, list | tuple) else timeout,
+            retries=payments_settings.HTTP_RETRIES,
+            max_retry_after=payments_settings.HTTP_MAX_RETRY_AFTER,
+            secrets=self.secrets(),
+            error_parser=self.parse_error,
+        )
+
+    @cached_property
+    def http(self) -> HttpClient:
+        return self.make_http_client()
+
+    def parse_error(self, status: int, body: Any) -> tuple[str, str, dict[str, Any]]:
+        """Read the provider's error envelope: ``(code, message, details)``.
+        ``body`` is the decoded JSON, or the text when it is not JSON."""
+        if isinstance(body, Mapping):
+            error = body.get("error", body)
+            if isinstance(error, Mapping):
+                return (
+                    str(error.get("code", "")),
+                    str(error.get("message", "")),
+                    dict(error),
+                )
+            return "", str(error), {}
+        return "", str(body)[:200], {}
+
+    def close(self) -> None:
+        http = self.__dict__.get("http")
+        if http is not None:
+            http.close()
+

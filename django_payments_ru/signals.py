@@ -1,0 +1,27 @@
+"""Signals sent after an invoice's status really changed, once the transaction
+that changed it has committed. Every signal is sent with these arguments:
+
+``sender``
+    :class:`~django_payments_ru.models.Invoice`.
+``invoice``
+    The invoice, as it was saved.
+``old_status``, ``new_status``
+    :class:`~django_payments_ru.status.InvoiceStatus` values.
+``event``
+    The :class:`~django_payments_ru.events.PaymentEvent` that caused it.
+
+A rolled-back transaction sends nothing; a repeated event sends nothing.
+"""
+
+from django.dispatch import Signal
+
+#: Any status change.
+invoice_status_changed = Signal()
+#: The invoice became ``paid``.
+invoice_paid = Signal()
+#: The invoice became ``failed`` (declined or failed payment attempt).
+invoice_failed = Signal()
+#: Money was returned (``partially_refunded`` or ``refunded``; also sent for a
+#: further partial refund that leaves the status at ``partially_refunded``).
+#: Extra argument: ``amount``, the Decimal refunded by this event.
+invoice_refunded = Signal()

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="django-payments-ru",
+    version="0.1.0",
+    description=(
+        "Django payments for Russian providers: Life-Pay, PayConnect, QuantaPay, "
+        "Love&Pay, with a built-in sandbox"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["django_payments_ru", "django_payments_ru.*"]),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires=">=3.11",
+    install_requires=[
+        "Django>=4.2",
+        "djangorestframework>=3.14",
+        "requests>=2.31",
+        "urllib3>=2.0",
+        "django-environ>=0.11",
+        "celery>=5.3",
+        "PyJWT>=2.8",
+    ],
+    extras_require={
+        "postgres": ["psycopg[binary]>=3.1"],
+        "redis": ["redis>=5.0"],
+        "test": [
+            "pytest>=8.0",
+            "pytest-django>=4.8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "pytest-benchmark>=4.0",
+        ],
+        "lint": [
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "django-stubs>=5.0",
+            "djangorestframework-stubs>=3.15",
+            "types-requests>=2.31",
+        ],
+        "docs": ["sphinx>=7.0"],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Framework :: Django :: 4.2",
+        "Framework :: Django :: 5.2",
+        "Programming Language :: Python :: 3.11",
+        "License :: OSI Approved :: MIT License",
+        "Natural Language :: Russian",
+    ],
+)

@@ -1,0 +1,107 @@
+"""Settings of the test suite.
+
+``DATABASE_URL`` selects the database (SQLite in memory by default; the CI runs
+the suite again with ``postgres://postgres@127.0.0.1:5432/test``). ``REDIS_URL``
+enables the tests that need Redis; ``CELERY_BROKER_URL`` those that need a real
+Celery worker. Without them those tests are skipped and say why.
+"""
+
+import environ
+
+env = environ.Env()
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+USE_I18N = True
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_payments_ru",
+    "django_payments_ru.emulator",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASE_URL = env("DATABASE_URL", default="sqlite://:memory:")
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory: live-server tests and threads share it.
+    DATABASES["default"]["TEST"] = {"NAME": "/tmp/django_payments_ru_tests.sqlite3"}
+
+REDIS_URL = env("REDIS_URL", default="")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+STATIC_URL = "/static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+
+SANDBOX_API_KEY = "sk_sandbox_test_canary_4f1c"
+SANDBOX_WEBHOOK_SECRET = "whsec_sandbox_canary_9b7e"
+
+PAYMENTS_RU = {
+    "PROVIDERS": {
+        "sandbox": {
+            "BACKEND": "django_payments_ru.providers.sandbox.Provider",
+            "OPTIONS": {
+                "base_url": "http://testserver/emulator/sandbox/",
+                "api_key": SANDBOX_API_KEY,
+                "webhook_secret": SANDBOX_WEBHOOK_SECRET,
+            },
+        },
+    },
+    "BASE_URL": "http://testserver",
+    "WEBHOOK_PROCESSING": "sync",
+}
+
+PAYMENTS_RU_EMULATOR = {
+    "sandbox": {
+        "api_keys": [SANDBOX_API_KEY],
+        "webhook_secret": SANDBOX_WEBHOOK_SECRET,
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "root": {"handlers": ["null"], "level": "DEBUG"},
+}

@@ -1,0 +1,8 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("payments/", include("django_payments_ru.urls")),
+    path("emulator/", include("django_payments_ru.emulator.urls")),
+]
