@@ -6,6 +6,9 @@ enables the tests that need Redis; ``CELERY_BROKER_URL`` those that need a real
 Celery worker. Without them those tests are skipped and say why.
 """
 
+import os
+import tempfile
+
 import environ
 
 env = environ.Env()
@@ -60,9 +63,15 @@ TEMPLATES = [
 
 DATABASE_URL = env("DATABASE_URL", default="sqlite://:memory:")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# One test database per run, so that concurrent runs never share one.
+_RUN = os.getpid()
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory: live-server tests and threads share it.
-    DATABASES["default"]["TEST"] = {"NAME": "/tmp/django_payments_ru_tests.sqlite3"}
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"payments_ru_test_{_RUN}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_payments_ru_{_RUN}"}
 
 REDIS_URL = env("REDIS_URL", default="")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

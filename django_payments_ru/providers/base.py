@@ -196,7 +196,7 @@ class BaseProvider:
                 continue
             if spec.types and not isinstance(value, spec.types):
                 names = " or ".join(t.__name__ for t in spec.types)
-                errors.append(f"{where}[{name!r}] must be a {names}.")
+                errors.append(f"{where}[{name!r}] must be of type {names}.")
             elif spec.choices and value not in spec.choices:
                 allowed = ", ".join(repr(c) for c in spec.choices)
                 errors.append(f"{where}[{name!r}] must be one of {allowed}.")
