@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("payments/", include("django_payments_ru.urls")),
+    path("payments/api/", include("django_payments_ru.api.urls")),
     path("emulator/", include("django_payments_ru.emulator.urls")),
 ]
