@@ -1,0 +1,69 @@
+"""The customer's return to the shop is never proof of payment."""
+
+from __future__ import annotations
+
+import uuid
+from unittest import mock
+
+import pytest
+from django.test import override_settings
+
+from django_payments_ru.events import EventType
+from django_payments_ru.exceptions import ProviderUnavailable
+from django_payments_ru.providers.sandbox import Provider as Sandbox
+from django_payments_ru.status import InvoiceStatus
+from tests.helpers import event, make_invoice
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _url(invoice):
+    return f"/payments/return/{invoice.uuid}/"
+
+
+def test_browser_parameters_are_ignored(client):
+    invoice = make_invoice()
+    with mock.patch.object(Sandbox, "fetch_status", return_value=None):
+        response = client.get(_url(invoice), {"status": "succeeded", "paid": "1"})
+        client.post(_url(invoice), {"command": "success", "cost": "100.00"})
+    assert response.status_code == 200
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.CREATED
+    assert b"Created" in response.content
+
+
+def test_return_asks_the_provider_and_redirects_to_the_shop(client):
+    invoice = make_invoice(return_url="/orders/42/")
+    paid = event(invoice, EventType.PAID, dedupe_id="poll:x")
+    with mock.patch.object(Sandbox, "fetch_status", return_value=paid) as fetch:
+        response = client.get(_url(invoice))
+    fetch.assert_called_once()
+    assert response.status_code == 302
+    assert response["Location"] == "/orders/42/"
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+
+
+def test_return_survives_a_provider_outage(client):
+    invoice = make_invoice()
+    with mock.patch.object(Sandbox, "fetch_status",
+                           side_effect=ProviderUnavailable("down")):
+        response = client.get(_url(invoice))
+    assert response.status_code == 200
+
+
+def test_return_does_not_poll_when_disabled_or_settled(client, settings):
+    invoice = make_invoice()
+    with mock.patch.object(Sandbox, "fetch_status") as fetch:
+        with override_settings(PAYMENTS_RU=dict(settings.PAYMENTS_RU,
+                                                REFRESH_ON_RETURN=False)):
+            client.get(_url(invoice))
+        from django_payments_ru import services
+
+        services.apply_event(event(invoice, EventType.PAID))
+        client.get(_url(invoice))
+    fetch.assert_not_called()
+
+
+def test_unknown_reference_is_404(client):
+    assert client.get(f"/payments/return/{uuid.uuid4()}/").status_code == 404
