@@ -128,7 +128,8 @@ class PaymentEvent:
             amount=None if data.get("amount") is None else Decimal(data["amount"]),
             currency=data.get("currency", ""),
             refunded_total=(
-                None if data.get("refunded_total") is None
+                None
+                if data.get("refunded_total") is None
                 else Decimal(data["refunded_total"])
             ),
             occurred_at=datetime.fromisoformat(data["occurred_at"]),

@@ -81,7 +81,7 @@ def to_amount(value: object, currency: str, *, allow_zero: bool = False) -> Deci
     beyond :data:`MAX_AMOUNT`. The result is quantized to the currency's exponent.
     """
     code = normalize_currency(currency)
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidAmount(
             _(
                 "Amounts must be Decimal, int or a decimal string, never float: "
@@ -117,9 +117,7 @@ def to_amount(value: object, currency: str, *, allow_zero: bool = False) -> Deci
     if not amount.is_finite():
         raise InvalidAmount(_("An amount must be a finite number."), field="amount")
     if amount < 0 or (amount == 0 and not allow_zero):
-        raise InvalidAmount(
-            _("The amount must be greater than zero."), field="amount"
-        )
+        raise InvalidAmount(_("The amount must be greater than zero."), field="amount")
     exp = CURRENCY_EXPONENTS[code]
     quantum = Decimal(1).scaleb(-exp)
     if amount != amount.quantize(quantum, rounding="ROUND_DOWN"):
@@ -141,7 +139,7 @@ def to_amount(value: object, currency: str, *, allow_zero: bool = False) -> Deci
 
 
 def to_minor(amount: object, currency: str) -> int:
-    """Convert an amount to integer minor units exactly (``Decimal("10.50")`` RUB -> 1050).
+    """Convert an amount to integer minor units exactly: 10.50 RUB -> 1050.
 
     Raises :class:`InvalidAmount` when the amount does not convert exactly.
     """

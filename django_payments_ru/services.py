@@ -17,7 +17,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -149,8 +149,10 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
             provider=invoice.provider,
         )
     existing = invoice.get_checkout()
-    if existing is not None and invoice.status != InvoiceStatus.FAILED and (
-        existing.expires_at is None or existing.expires_at > timezone.now()
+    if (
+        existing is not None
+        and invoice.status != InvoiceStatus.FAILED
+        and (existing.expires_at is None or existing.expires_at > timezone.now())
     ):
         return existing
     provider = invoice.get_provider()
@@ -161,8 +163,14 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
         if checkout.payment_id:
             locked.provider_payment_id = checkout.payment_id
         locked.expires_at = checkout.expires_at
-        locked.save(update_fields=["checkout", "provider_payment_id", "expires_at",
-                                   "updated_at"])
+        locked.save(
+            update_fields=[
+                "checkout",
+                "provider_payment_id",
+                "expires_at",
+                "updated_at",
+            ]
+        )
         if checkout.payment_id:
             # The provider now holds a payment: that is a fact worth a status.
             _apply_locked(
@@ -183,7 +191,7 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
 # --- applying events ------------------------------------------------------------
 
 
-class Result(str, Enum):
+class Result(StrEnum):
     APPLIED = "applied"
     NOOP = "noop"
     IGNORED = "ignored"
@@ -233,11 +241,13 @@ def _flag(invoice: Invoice, reason: str) -> None:
 def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
     if event.currency and event.currency.upper() != invoice.currency:
         return _("currency %(got)s does not match the invoice's %(want)s") % {
-            "got": event.currency, "want": invoice.currency,
+            "got": event.currency,
+            "want": invoice.currency,
         }
     if event.amount is not None and event.amount != invoice.amount:
         return _("amount %(got)s does not match the invoice's %(want)s") % {
-            "got": event.amount, "want": invoice.amount,
+            "got": event.amount,
+            "want": invoice.amount,
         }
     return ""
 
@@ -245,8 +255,7 @@ def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
 def _send_signals(
     invoice: Invoice, old: str, new: str, event: PaymentEvent, refunded: Decimal
 ) -> None:
-    kwargs = {"invoice": invoice, "old_status": old, "new_status": new,
-              "event": event}
+    kwargs = {"invoice": invoice, "old_status": old, "new_status": new, "event": event}
     if old != new:
         signals.invoice_status_changed.send(sender=Invoice, **kwargs)
         if new == InvoiceStatus.PAID:
@@ -267,10 +276,14 @@ def _apply_locked(
         # An amount or currency that does not match never marks an invoice paid.
         problem = _mismatch(invoice, event)
         if problem:
-            _flag(invoice, _("%(event)s event rejected: %(problem)s") % {
-                "event": event.type.label, "problem": problem})
-            invoice.save(update_fields=["needs_attention", "attention_reason",
-                                        "updated_at"])
+            _flag(
+                invoice,
+                _("%(event)s event rejected: %(problem)s")
+                % {"event": event.type.label, "problem": problem},
+            )
+            invoice.save(
+                update_fields=["needs_attention", "attention_reason", "updated_at"]
+            )
             return ApplyResult(Result.REJECTED, invoice, old, old, problem)
 
     rule = rule_for(old, event.type)
@@ -288,35 +301,46 @@ def _apply_locked(
         invoice.paid_amount = max(invoice.paid_amount, invoice.amount)
         invoice.paid_at = event.occurred_at or now
         Payment.objects.create(
-            invoice=invoice, kind=Payment.Kind.CHARGE, amount=invoice.amount,
-            currency=invoice.currency, event=row, source=source,
-            provider_payment_id=event.provider_payment_id or invoice.provider_payment_id,
+            invoice=invoice,
+            kind=Payment.Kind.CHARGE,
+            amount=invoice.amount,
+            currency=invoice.currency,
+            event=row,
+            source=source,
+            provider_payment_id=event.provider_payment_id
+            or invoice.provider_payment_id,
         )
     elif event.type is EventType.REFUNDED:
         if event.refunded_total is not None:
             refunded = event.refunded_total - invoice.refunded_amount
             if refunded <= 0:  # already recorded (sync answer, older event)
-                return ApplyResult(Result.NOOP, invoice, old, old,
-                                   _("refund already recorded"))
+                return ApplyResult(
+                    Result.NOOP, invoice, old, old, _("refund already recorded")
+                )
         else:
             refunded = (
-                event.amount if event.amount is not None
-                else invoice.refundable_amount
+                event.amount if event.amount is not None else invoice.refundable_amount
             )
         if refunded <= 0 or refunded > invoice.refundable_amount:
             problem = _(
                 "refund of %(amount)s exceeds what can be refunded (%(left)s)"
             ) % {"amount": refunded, "left": invoice.refundable_amount}
             _flag(invoice, problem)
-            invoice.save(update_fields=["needs_attention", "attention_reason",
-                                        "updated_at"])
+            invoice.save(
+                update_fields=["needs_attention", "attention_reason", "updated_at"]
+            )
             return ApplyResult(Result.REJECTED, invoice, old, old, problem)
         invoice.refunded_amount += refunded
         target = refund_target(invoice.paid_amount, invoice.refunded_amount)
         Payment.objects.create(
-            invoice=invoice, kind=Payment.Kind.REFUND, amount=refunded,
-            currency=invoice.currency, event=row, source=source,
-            provider_payment_id=event.provider_payment_id or invoice.provider_payment_id,
+            invoice=invoice,
+            kind=Payment.Kind.REFUND,
+            amount=refunded,
+            currency=invoice.currency,
+            event=row,
+            source=source,
+            provider_payment_id=event.provider_payment_id
+            or invoice.provider_payment_id,
         )
     if rule.flag:
         _flag(invoice, rule.reason)
@@ -326,9 +350,7 @@ def _apply_locked(
         invoice.status = target
         invoice.status_changed_at = now
     invoice.save()
-    transaction.on_commit(
-        partial(_send_signals, invoice, old, target, event, refunded)
-    )
+    transaction.on_commit(partial(_send_signals, invoice, old, target, event, refunded))
     return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason)
 
 
@@ -365,8 +387,9 @@ def record_events(
                     payload=payload,
                 )
         except IntegrityError:
-            row = WebhookEvent.objects.get(provider=alias,
-                                           dedupe_id=event.dedupe_id[:255])
+            row = WebhookEvent.objects.get(
+                provider=alias, dedupe_id=event.dedupe_id[:255]
+            )
             WebhookEvent.objects.filter(pk=row.pk).update(
                 deliveries=F("deliveries") + 1
             )
@@ -390,14 +413,16 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
     try:
         with transaction.atomic():
             row = WebhookEvent.objects.select_for_update().get(pk=pk)
-            if row.is_done and not (force and row.status ==
-                                    WebhookEvent.Status.REJECTED):
+            if row.is_done and not (
+                force and row.status == WebhookEvent.Status.REJECTED
+            ):
                 return row
             event = row.to_event()
             invoice = _locate(event, lock=True)
             if invoice is None:
-                result = ApplyResult(Result.REJECTED, None,
-                                     reason=_("no matching invoice"))
+                result = ApplyResult(
+                    Result.REJECTED, None, reason=_("no matching invoice")
+                )
             else:
                 result = _apply_locked(invoice, event, row)
             row.status = _ROW_STATUS[result.result]
@@ -406,8 +431,16 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
             row.invoice = invoice
             row.attempts += 1
             row.processed_at = timezone.now()
-            row.save(update_fields=["status", "result", "traceback", "invoice",
-                                    "attempts", "processed_at"])
+            row.save(
+                update_fields=[
+                    "status",
+                    "result",
+                    "traceback",
+                    "invoice",
+                    "attempts",
+                    "processed_at",
+                ]
+            )
             return row
     except Exception as exc:
         WebhookEvent.objects.filter(pk=pk).update(
@@ -416,8 +449,7 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
             traceback=traceback.format_exc(),
             attempts=F("attempts") + 1,
         )
-        logger.error("Processing webhook event %s failed: %s", pk,
-                     type(exc).__name__)
+        logger.error("Processing webhook event %s failed: %s", pk, type(exc).__name__)
         raise
 
 
@@ -444,8 +476,9 @@ def refresh_invoice(invoice: Invoice) -> Invoice:
     return _fresh(invoice)
 
 
-def refund_invoice(invoice: Invoice, amount: Decimal | int | str | None = None) -> (
-        Invoice):
+def refund_invoice(
+    invoice: Invoice, amount: Decimal | int | str | None = None
+) -> Invoice:
     """Refund ``amount`` (default: everything not yet refunded)."""
     provider = invoice.get_provider()
     invoice = _fresh(invoice)
@@ -456,18 +489,28 @@ def refund_invoice(invoice: Invoice, amount: Decimal | int | str | None = None) 
         )
     if invoice.status not in PAID_STATES or invoice.refundable_amount <= 0:
         raise InvalidOperation(
-            _("Only a paid invoice with money left to refund can be refunded; "
-              "this one is %(status)s.") % {"status": invoice.get_status_display()},
+            _(
+                "Only a paid invoice with money left to refund can be refunded; "
+                "this one is %(status)s."
+            )
+            % {"status": invoice.get_status_display()},
             provider=invoice.provider,
         )
-    value = invoice.refundable_amount if amount is None else to_amount(
-        amount, invoice.currency)
+    value = (
+        invoice.refundable_amount
+        if amount is None
+        else to_amount(amount, invoice.currency)
+    )
     if value > invoice.refundable_amount:
         raise InvalidAmount(
-            _("Cannot refund %(amount)s: only %(left)s %(currency)s is left to "
-              "refund.") % {"amount": value, "left": invoice.refundable_amount,
-                            "currency": invoice.currency},
-            field="amount", provider=invoice.provider,
+            _("Cannot refund %(amount)s: only %(left)s %(currency)s is left to refund.")
+            % {
+                "amount": value,
+                "left": invoice.refundable_amount,
+                "currency": invoice.currency,
+            },
+            field="amount",
+            provider=invoice.provider,
         )
     if value != invoice.refundable_amount and not provider.supports(
         Capability.PARTIAL_REFUND
@@ -511,13 +554,15 @@ def cancel_invoice(invoice: Invoice) -> Invoice:
     return _fresh(invoice)
 
 
-def capture_invoice(invoice: Invoice, amount: Decimal | int | str | None = None) -> (
-        Invoice):
+def capture_invoice(
+    invoice: Invoice, amount: Decimal | int | str | None = None
+) -> Invoice:
     """Take the funds held for ``invoice`` (two-stage payments)."""
     invoice = _fresh(invoice)
     if invoice.status != InvoiceStatus.ON_HOLD:
-        raise InvalidOperation(_("Only an invoice on hold can be captured."),
-                               provider=invoice.provider)
+        raise InvalidOperation(
+            _("Only an invoice on hold can be captured."), provider=invoice.provider
+        )
     value = None if amount is None else to_amount(amount, invoice.currency)
     event = invoice.get_provider().capture(invoice, value)
     if event is not None:
@@ -529,8 +574,9 @@ def release_invoice(invoice: Invoice) -> Invoice:
     """Release the funds held for ``invoice`` (two-stage payments)."""
     invoice = _fresh(invoice)
     if invoice.status != InvoiceStatus.ON_HOLD:
-        raise InvalidOperation(_("Only an invoice on hold can be released."),
-                               provider=invoice.provider)
+        raise InvalidOperation(
+            _("Only an invoice on hold can be released."), provider=invoice.provider
+        )
     event = invoice.get_provider().release(invoice)
     if event is not None:
         apply_event(event)

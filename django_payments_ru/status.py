@@ -14,7 +14,7 @@ apply it and nothing else changes an invoice's status. Its rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -49,7 +49,7 @@ CANCELLABLE = frozenset({S.CREATED, S.PENDING, S.ON_HOLD, S.FAILED})
 AWAITING = frozenset({S.CREATED, S.PENDING, S.ON_HOLD})
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     APPLY = "apply"  # change the status
     NOOP = "noop"  # same state: nothing to do
     IGNORE = "ignore"  # would go backwards or make no sense: keep the event, do nothing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -50,9 +51,7 @@ def webhook(request: HttpRequest, alias: str) -> HttpResponse:
 
         for row in rows:
             if not row.is_done:
-                transaction.on_commit(
-                    lambda pk=row.pk: process_webhook_event_task.delay(pk)
-                )
+                transaction.on_commit(partial(process_webhook_event_task.delay, row.pk))
     else:
         failed = False
         for row in rows:
@@ -64,7 +63,8 @@ def webhook(request: HttpRequest, alias: str) -> HttpResponse:
                 failed = True
         if failed:
             return HttpResponse(
-                "processing failed, please retry", status=500,
+                "processing failed, please retry",
+                status=500,
                 content_type="text/plain",
             )
     return provider.webhook_response(request, events)
@@ -87,8 +87,11 @@ def return_view(request: HttpRequest, ref: str) -> HttpResponse:
             if provider.supports(Capability.STATUS):
                 invoice = services.refresh_invoice(invoice)
         except (PaymentsError, ConfigurationError) as exc:
-            logger.warning("Status check on return failed for %s: %s",
-                           invoice.uuid, type(exc).__name__)
+            logger.warning(
+                "Status check on return failed for %s: %s",
+                invoice.uuid,
+                type(exc).__name__,
+            )
     if invoice.return_url:
         return redirect(invoice.return_url)
     return render(request, "django_payments_ru/return.html", {"invoice": invoice})

@@ -22,15 +22,18 @@ from django_payments_ru.providers.sandbox.provider import sign
 WEBHOOK_URL = "/payments/webhooks/sandbox/"
 
 
-def make_invoice(amount: str = "100.00", currency: str = "RUB", **kwargs: Any) -> (
-        Invoice):
+def make_invoice(
+    amount: str = "100.00", currency: str = "RUB", **kwargs: Any
+) -> Invoice:
     kwargs.setdefault("order_id", f"order-{uuid.uuid4().hex[:8]}")
-    return services.create_invoice(provider="sandbox", amount=amount,
-                                   currency=currency, **kwargs)
+    return services.create_invoice(
+        provider="sandbox", amount=amount, currency=currency, **kwargs
+    )
 
 
-def payment_object(invoice: Invoice, status: str = "succeeded", **extra: Any) -> (
-        dict[str, Any]):
+def payment_object(
+    invoice: Invoice, status: str = "succeeded", **extra: Any
+) -> dict[str, Any]:
     data = {
         "id": invoice.provider_payment_id or f"pay_{invoice.uuid.hex[:16]}",
         "status": status,
@@ -53,27 +56,45 @@ WEBHOOK_TYPES = {
 }
 
 
-def webhook_body(payment: dict[str, Any], event_id: str | None = None,
-                 type_: str | None = None) -> bytes:
-    return json.dumps({
-        "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
-        "type": type_ or WEBHOOK_TYPES[payment["status"]],
-        "created_at": "2026-01-15T10:30:00+00:00",
-        "data": payment,
-    }).encode()
+def webhook_body(
+    payment: dict[str, Any], event_id: str | None = None, type_: str | None = None
+) -> bytes:
+    return json.dumps(
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
+            "type": type_ or WEBHOOK_TYPES[payment["status"]],
+            "created_at": "2026-01-15T10:30:00+00:00",
+            "data": payment,
+        }
+    ).encode()
 
 
-def post_webhook(client: Client, body: bytes, *, secret: str | None = None,
-                 timestamp: str | None = None, signature: str | None = None) -> Any:
+def post_webhook(
+    client: Client,
+    body: bytes,
+    *,
+    secret: str | None = None,
+    timestamp: str | None = None,
+    signature: str | None = None,
+) -> Any:
     ts = timestamp if timestamp is not None else str(int(time.time()))
-    sig = signature if signature is not None else sign(
-        secret or settings.SANDBOX_WEBHOOK_SECRET, ts, body)
-    return client.post(WEBHOOK_URL, data=body, content_type="application/json",
-                       HTTP_X_SANDBOX_SIGNATURE=sig, HTTP_X_SANDBOX_TIMESTAMP=ts)
+    sig = (
+        signature
+        if signature is not None
+        else sign(secret or settings.SANDBOX_WEBHOOK_SECRET, ts, body)
+    )
+    return client.post(
+        WEBHOOK_URL,
+        data=body,
+        content_type="application/json",
+        HTTP_X_SANDBOX_SIGNATURE=sig,
+        HTTP_X_SANDBOX_TIMESTAMP=ts,
+    )
 
 
-def event(invoice: Invoice, type_: EventType, amount: Decimal | None = None,
-          **kwargs: Any) -> PaymentEvent:
+def event(
+    invoice: Invoice, type_: EventType, amount: Decimal | None = None, **kwargs: Any
+) -> PaymentEvent:
     if amount is None and type_ in (EventType.PAID, EventType.HELD):
         amount = invoice.amount
     return PaymentEvent(
@@ -102,8 +123,12 @@ class SignalLog:
 def record_signals() -> Iterator[SignalLog]:
     log = SignalLog()
     receivers = []
-    for name in ("invoice_status_changed", "invoice_paid", "invoice_failed",
-                 "invoice_refunded"):
+    for name in (
+        "invoice_status_changed",
+        "invoice_paid",
+        "invoice_failed",
+        "invoice_refunded",
+    ):
         signal = getattr(signals, name)
 
         def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:

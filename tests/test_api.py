@@ -38,12 +38,19 @@ def test_checkout_redirect_and_form(client):
     with mock.patch.object(Sandbox, "start", return_value=redirect):
         response = client.post(f"/payments/api/invoices/{invoice.uuid}/checkout/")
     assert response.status_code == 200
-    assert response.json() == {"method": "GET", "url": "https://pay.example/1",
-                               "fields": {}, "expires_at": None}
+    assert response.json() == {
+        "method": "GET",
+        "url": "https://pay.example/1",
+        "fields": {},
+        "expires_at": None,
+    }
 
     other = make_invoice()
-    form = Checkout(method="POST", url="https://pay.example/form",
-                    fields={"cost": "100.00", "check": "a+b/c="})
+    form = Checkout(
+        method="POST",
+        url="https://pay.example/form",
+        fields={"cost": "100.00", "check": "a+b/c="},
+    )
     with mock.patch.object(Sandbox, "start", return_value=form):
         data = client.post(f"/payments/api/invoices/{other.uuid}/checkout/").json()
     assert data["method"] == "POST"

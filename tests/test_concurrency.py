@@ -47,8 +47,9 @@ def _deliver_all(bodies: list[bytes]) -> list[int]:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=worker, args=(i, b))
-               for i, b in enumerate(bodies)]
+    threads = [
+        threading.Thread(target=worker, args=(i, b)) for i, b in enumerate(bodies)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -82,8 +83,9 @@ def test_paid_and_failed_racing_end_paid():
     for round_ in range(ROUNDS):
         invoice = make_invoice("100.00", order_id=f"pf-{round_}")
         paid = webhook_body(payment_object(invoice), event_id=f"evt_p_{round_}")
-        failed = webhook_body(payment_object(invoice, status="failed"),
-                              event_id=f"evt_f_{round_}")
+        failed = webhook_body(
+            payment_object(invoice, status="failed"), event_id=f"evt_f_{round_}"
+        )
         with record_signals() as log:
             codes = _deliver_all([paid, failed] * (THREADS // 2))
         assert codes == [200] * THREADS

@@ -46,8 +46,9 @@ def test_return_asks_the_provider_and_redirects_to_the_shop(client):
 
 def test_return_survives_a_provider_outage(client):
     invoice = make_invoice()
-    with mock.patch.object(Sandbox, "fetch_status",
-                           side_effect=ProviderUnavailable("down")):
+    with mock.patch.object(
+        Sandbox, "fetch_status", side_effect=ProviderUnavailable("down")
+    ):
         response = client.get(_url(invoice))
     assert response.status_code == 200
 
@@ -55,8 +56,9 @@ def test_return_survives_a_provider_outage(client):
 def test_return_does_not_poll_when_disabled_or_settled(client, settings):
     invoice = make_invoice()
     with mock.patch.object(Sandbox, "fetch_status") as fetch:
-        with override_settings(PAYMENTS_RU=dict(settings.PAYMENTS_RU,
-                                                REFRESH_ON_RETURN=False)):
+        with override_settings(
+            PAYMENTS_RU=dict(settings.PAYMENTS_RU, REFRESH_ON_RETURN=False)
+        ):
             client.get(_url(invoice))
         from django_payments_ru import services
 

@@ -64,8 +64,7 @@ def test_create_invoice_unknown_provider_names_the_setting():
 
 
 def test_create_invoice_large_amounts_are_exact():
-    invoice = services.create_invoice(provider="sandbox",
-                                      amount="1000000000000.01")
+    invoice = services.create_invoice(provider="sandbox", amount="1000000000000.01")
     invoice.refresh_from_db()
     assert invoice.amount == Decimal("1000000000000.01")
     assert invoice.status == InvoiceStatus.CREATED
@@ -74,9 +73,12 @@ def test_create_invoice_large_amounts_are_exact():
 
 def test_start_payment_stores_the_checkout_and_does_not_register_twice():
     invoice = make_invoice()
-    checkout = Checkout(method="GET", url="https://pay.example/p/1",
-                        payment_id="pay_1",
-                        expires_at=timezone.now() + timedelta(minutes=30))
+    checkout = Checkout(
+        method="GET",
+        url="https://pay.example/p/1",
+        payment_id="pay_1",
+        expires_at=timezone.now() + timedelta(minutes=30),
+    )
     with mock.patch.object(Sandbox, "start", return_value=checkout) as start:
         first = services.start_payment(invoice)
         second = services.start_payment(invoice)
@@ -90,8 +92,12 @@ def test_start_payment_stores_the_checkout_and_does_not_register_twice():
 
 def test_start_payment_again_after_expiry_or_failure():
     invoice = make_invoice()
-    old = Checkout(method="GET", url="https://pay.example/p/1", payment_id="pay_1",
-                   expires_at=timezone.now() - timedelta(seconds=1))
+    old = Checkout(
+        method="GET",
+        url="https://pay.example/p/1",
+        payment_id="pay_1",
+        expires_at=timezone.now() - timedelta(seconds=1),
+    )
     new = Checkout(method="GET", url="https://pay.example/p/2", payment_id="pay_2")
     with mock.patch.object(Sandbox, "start", side_effect=[old, new]) as start:
         services.start_payment(invoice)
@@ -103,10 +109,11 @@ def test_start_payment_provider_error_leaves_invoice_untouched():
     from django_payments_ru.exceptions import ProviderUnavailable
 
     invoice = make_invoice()
-    with mock.patch.object(Sandbox, "start",
-                           side_effect=ProviderUnavailable("down")):
-        with pytest.raises(ProviderUnavailable):
-            services.start_payment(invoice)
+    with (
+        mock.patch.object(Sandbox, "start", side_effect=ProviderUnavailable("down")),
+        pytest.raises(ProviderUnavailable),
+    ):
+        services.start_payment(invoice)
     invoice.refresh_from_db()
     assert invoice.checkout == {}
     assert invoice.status == InvoiceStatus.CREATED
@@ -137,9 +144,11 @@ def test_refund_guards():
 def test_refund_not_supported_by_provider():
     invoice = make_invoice("100.00")
     services.apply_event(event(invoice, EventType.PAID))
-    with mock.patch.object(Sandbox, "capabilities", frozenset()):
-        with pytest.raises(NotSupported):
-            services.refund_invoice(invoice)
+    with (
+        mock.patch.object(Sandbox, "capabilities", frozenset()),
+        pytest.raises(NotSupported),
+    ):
+        services.refund_invoice(invoice)
 
 
 def test_cancel_locally_when_nothing_registered_and_late_payment_is_flagged():
@@ -198,14 +207,29 @@ def test_provider_options_are_validated_naming_the_setting():
     with pytest.raises(ConfigurationError) as info:
         Sandbox("shop", {"base_url": "http://x/", "api_key": "k"})
     assert "PAYMENTS_RU['PROVIDERS']['shop']['OPTIONS']['webhook_secret']" in str(
-        info.value)
+        info.value
+    )
     with pytest.raises(ConfigurationError) as info:
-        Sandbox("shop", {"base_url": "http://x/", "api_key": "k",
-                         "webhook_secret": "s", "colour": "red"})
+        Sandbox(
+            "shop",
+            {
+                "base_url": "http://x/",
+                "api_key": "k",
+                "webhook_secret": "s",
+                "colour": "red",
+            },
+        )
     assert "Unknown option 'colour'" in str(info.value)
     with pytest.raises(ConfigurationError) as info:
-        Sandbox("shop", {"base_url": "http://x/", "api_key": "k",
-                         "webhook_secret": "s", "webhook_tolerance": "300"})
+        Sandbox(
+            "shop",
+            {
+                "base_url": "http://x/",
+                "api_key": "k",
+                "webhook_secret": "s",
+                "webhook_tolerance": "300",
+            },
+        )
     assert "must be of type int" in str(info.value)
 
 

@@ -48,8 +48,17 @@ MATRIX = {
     for row in ROWS[1:]
     for col, cell in zip(COLUMNS, row[1:], strict=True)
 }
-ORDER = {S.CREATED: 0, S.PENDING: 1, S.FAILED: 1, S.ON_HOLD: 2, S.EXPIRED: 3,
-         S.CANCELLED: 3, S.PAID: 4, S.PARTIALLY_REFUNDED: 5, S.REFUNDED: 6}
+ORDER = {
+    S.CREATED: 0,
+    S.PENDING: 1,
+    S.FAILED: 1,
+    S.ON_HOLD: 2,
+    S.EXPIRED: 3,
+    S.CANCELLED: 3,
+    S.PAID: 4,
+    S.PARTIALLY_REFUNDED: 5,
+    S.REFUNDED: 6,
+}
 
 
 def test_the_table_covers_every_pair():
@@ -95,8 +104,9 @@ def test_matrix(status, event_type):
     invoice.refresh_from_db()
 
     if cell in ("=", "x"):
-        assert result.result == (services.Result.NOOP if cell == "=" else
-                                  services.Result.IGNORED)
+        assert result.result == (
+            services.Result.NOOP if cell == "=" else services.Result.IGNORED
+        )
         assert invoice.status == status
         assert invoice.updated_at == before.updated_at  # no write at all
         assert Payment.objects.count() == payments_before
@@ -166,8 +176,9 @@ def test_partial_refunds_accumulate_and_never_exceed_paid():
     assert invoice.refunded_amount == Decimal("30.00")
 
     with record_signals() as log:
-        result = services.apply_event(event(invoice, E.REFUNDED,
-                                            amount=Decimal("80.00")))
+        result = services.apply_event(
+            event(invoice, E.REFUNDED, amount=Decimal("80.00"))
+        )
     invoice.refresh_from_db()
     assert result.result == services.Result.REJECTED
     assert invoice.refunded_amount == Decimal("30.00")
@@ -178,10 +189,13 @@ def test_partial_refunds_accumulate_and_never_exceed_paid():
     invoice.refresh_from_db()
     assert invoice.status == S.REFUNDED
     assert invoice.refunded_amount == invoice.paid_amount == Decimal("100.00")
-    assert list(Payment.objects.filter(invoice=invoice).values_list(
-        "kind", "amount")) == [("charge", Decimal("100.000")),
-                               ("refund", Decimal("30.000")),
-                               ("refund", Decimal("70.000"))]
+    assert list(
+        Payment.objects.filter(invoice=invoice).values_list("kind", "amount")
+    ) == [
+        ("charge", Decimal("100.000")),
+        ("refund", Decimal("30.000")),
+        ("refund", Decimal("70.000")),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -190,10 +204,12 @@ def test_running_refund_total_counts_each_refund_once():
     services.apply_event(event(invoice, E.PAID))
     # The synchronous refund answer and the webhook for the same refund both
     # report the running total: the second one records nothing.
-    first = services.apply_event(event(invoice, E.REFUNDED, amount=None,
-                                       refunded_total=Decimal("40.00")))
-    second = services.apply_event(event(invoice, E.REFUNDED, amount=None,
-                                        refunded_total=Decimal("40.00")))
+    first = services.apply_event(
+        event(invoice, E.REFUNDED, amount=None, refunded_total=Decimal("40.00"))
+    )
+    second = services.apply_event(
+        event(invoice, E.REFUNDED, amount=None, refunded_total=Decimal("40.00"))
+    )
     invoice.refresh_from_db()
     assert first.result == services.Result.APPLIED
     assert second.result == services.Result.NOOP

@@ -30,8 +30,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _counts() -> tuple[int, int, int]:
-    return (WebhookEvent.objects.count(), Payment.objects.count(),
-            Invoice.objects.exclude(status=InvoiceStatus.CREATED).count())
+    return (
+        WebhookEvent.objects.count(),
+        Payment.objects.count(),
+        Invoice.objects.exclude(status=InvoiceStatus.CREATED).count(),
+    )
 
 
 def test_a_valid_webhook_pays_the_invoice(client):
@@ -91,8 +94,9 @@ def test_forged_webhooks_are_refused_and_write_nothing(client, tamper):
 
         from django_payments_ru.providers.sandbox.provider import sign
 
-        kwargs["signature"] = sign(settings.SANDBOX_WEBHOOK_SECRET,
-                                   str(int(now) - 10), body)
+        kwargs["signature"] = sign(
+            settings.SANDBOX_WEBHOOK_SECRET, str(int(now) - 10), body
+        )
         kwargs["timestamp"] = now
     before = _counts()
     if tamper in ("reserialised_body", "tampered_amount"):
@@ -120,15 +124,20 @@ def test_forged_webhooks_are_refused_and_write_nothing(client, tamper):
 
 def test_webhook_refuses_get_and_unknown_alias(client):
     assert client.get(WEBHOOK_URL).status_code == 405
-    response = client.post("/payments/webhooks/nope/", data=b"{}",
-                           content_type="application/json")
+    response = client.post(
+        "/payments/webhooks/nope/", data=b"{}", content_type="application/json"
+    )
     assert response.status_code == 404
     assert WebhookEvent.objects.count() == 0
 
 
 def test_signed_but_malformed_body_is_a_400_and_writes_nothing(client):
-    for body in (b"not json", b"{}", b'{"id": "evt_1", "type": "payment.unknown",'
-                 b' "data": {}}', b"[]"):
+    for body in (
+        b"not json",
+        b"{}",
+        b'{"id": "evt_1", "type": "payment.unknown", "data": {}}',
+        b"[]",
+    ):
         response = post_webhook(client, body)
         assert response.status_code == 400, body
     assert WebhookEvent.objects.count() == 0
@@ -153,14 +162,17 @@ def test_rotation_accepts_previous_secret(client, settings):
     config = json.loads(json.dumps(settings.PAYMENTS_RU))
     config["PROVIDERS"]["sandbox"]["OPTIONS"]["webhook_secret"] = "whsec_new"
     config["PROVIDERS"]["sandbox"]["OPTIONS"]["previous_webhook_secrets"] = [
-        settings.SANDBOX_WEBHOOK_SECRET]
+        settings.SANDBOX_WEBHOOK_SECRET
+    ]
     with override_settings(PAYMENTS_RU=config):
         invoice = make_invoice("10.00")
         old = post_webhook(client, webhook_body(payment_object(invoice)))
-        new = post_webhook(client, webhook_body(payment_object(invoice)),
-                           secret="whsec_new")
-        other = post_webhook(client, webhook_body(payment_object(invoice)),
-                             secret="whsec_other")
+        new = post_webhook(
+            client, webhook_body(payment_object(invoice)), secret="whsec_new"
+        )
+        other = post_webhook(
+            client, webhook_body(payment_object(invoice)), secret="whsec_other"
+        )
     assert (old.status_code, new.status_code, other.status_code) == (200, 200, 400)
 
 
@@ -202,7 +214,8 @@ def test_processing_error_keeps_traceback_and_next_delivery_processes(client):
     [("amount", "99.99", "amount 99.99"), ("currency", "USD", "currency USD")],
 )
 def test_amount_or_currency_mismatch_is_rejected_and_flagged(
-        client, field, value, needle):
+    client, field, value, needle
+):
     invoice = make_invoice("100.00")
     payment = payment_object(invoice, **{field: value})
     with record_signals() as log:
@@ -222,8 +235,9 @@ def test_amount_or_currency_mismatch_is_rejected_and_flagged(
 
 def test_event_for_unknown_invoice_is_rejected_not_retried(client):
     invoice = make_invoice("100.00")
-    payment = payment_object(invoice, reference="00000000-0000-0000-0000-000000000000",
-                             id="pay_unknown")
+    payment = payment_object(
+        invoice, reference="00000000-0000-0000-0000-000000000000", id="pay_unknown"
+    )
     response = post_webhook(client, webhook_body(payment))
     assert response.status_code == 200
     row = WebhookEvent.objects.get()
@@ -233,10 +247,9 @@ def test_event_for_unknown_invoice_is_rejected_not_retried(client):
 
 def test_rollback_after_a_transition_sends_no_signal():
     invoice = make_invoice("100.00")
-    with record_signals() as log:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            services.apply_event(event(invoice, EventType.PAID))
-            raise RuntimeError("the caller's transaction fails")
+    with record_signals() as log, pytest.raises(RuntimeError), transaction.atomic():
+        services.apply_event(event(invoice, EventType.PAID))
+        raise RuntimeError("the caller's transaction fails")
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.CREATED
     assert log.calls == []
@@ -265,7 +278,8 @@ def test_reprocess_a_rejected_event_after_the_cause_is_fixed(client):
     assert services.process_webhook_event(row.pk).status == row.status
     # ...but the merchant's explicit reprocess does.
     assert services.process_webhook_event(row.pk, force=True).status == (
-        WebhookEvent.Status.PROCESSED)
+        WebhookEvent.Status.PROCESSED
+    )
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
 
@@ -274,11 +288,19 @@ def test_refund_webhook_with_running_total(client):
     invoice = make_invoice("100.00")
     post_webhook(client, webhook_body(payment_object(invoice)))
     with record_signals() as log:
-        post_webhook(client, webhook_body(payment_object(
-            invoice, status="succeeded", refunded_amount="25.00"),
-            type_="payment.refunded"))
-        post_webhook(client, webhook_body(payment_object(
-            invoice, status="refunded", refunded_amount="100.00")))
+        post_webhook(
+            client,
+            webhook_body(
+                payment_object(invoice, status="succeeded", refunded_amount="25.00"),
+                type_="payment.refunded",
+            ),
+        )
+        post_webhook(
+            client,
+            webhook_body(
+                payment_object(invoice, status="refunded", refunded_amount="100.00")
+            ),
+        )
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.REFUNDED
     assert invoice.refunded_amount == Decimal("100.00")
@@ -289,8 +311,12 @@ def test_refund_webhook_with_running_total(client):
 def test_out_of_order_failed_after_paid_is_ignored(client):
     invoice = make_invoice("100.00")
     post_webhook(client, webhook_body(payment_object(invoice)))
-    response = post_webhook(client, webhook_body(payment_object(
-        invoice, status="failed", failure_reason="late decline")))
+    response = post_webhook(
+        client,
+        webhook_body(
+            payment_object(invoice, status="failed", failure_reason="late decline")
+        ),
+    )
     assert response.status_code == 200
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
@@ -303,8 +329,9 @@ def test_celery_mode_processes_after_commit(client, settings):
         invoice = make_invoice("100.00")
         with mock.patch(
             "django_payments_ru.tasks.process_webhook_event_task.delay",
-            wraps=__import__("django_payments_ru.tasks", fromlist=["x"])
-            .process_webhook_event_task.delay,
+            wraps=__import__(
+                "django_payments_ru.tasks", fromlist=["x"]
+            ).process_webhook_event_task.delay,
         ) as delay:
             response = post_webhook(client, webhook_body(payment_object(invoice)))
     assert response.status_code == 200

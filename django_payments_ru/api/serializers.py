@@ -8,36 +8,43 @@ from ..models import Invoice
 from ..providers.base import Checkout
 
 
-class CheckoutSerializer(serializers.Serializer):
-    """How the customer reaches the provider: a redirect (``GET``) or a form
-    (``POST`` of ``fields`` to ``url``)."""
-
-    method = serializers.ChoiceField(choices=["GET", "POST"])
-    url = serializers.CharField()
-    fields = serializers.DictField(child=serializers.CharField())
-    expires_at = serializers.DateTimeField(allow_null=True)
-
-    def to_representation(self, instance: Checkout) -> dict[str, Any]:
-        return {
-            "method": instance.method,
-            "url": instance.url,
-            "fields": dict(instance.fields),
-            "expires_at": (serializers.DateTimeField().to_representation(
-                instance.expires_at) if instance.expires_at else None),
-        }
+def checkout_data(checkout: Checkout) -> dict[str, Any]:
+    """How the customer reaches the provider: a redirect (``method="GET"``) or a
+    form (``method="POST"`` of ``fields`` to ``url``)."""
+    return {
+        "method": checkout.method,
+        "url": checkout.url,
+        "fields": dict(checkout.fields),
+        "expires_at": (
+            serializers.DateTimeField().to_representation(checkout.expires_at)
+            if checkout.expires_at
+            else None
+        ),
+    }
 
 
 class InvoiceSerializer(serializers.ModelSerializer):
     reference = serializers.UUIDField(source="uuid", read_only=True)
-    status_display = serializers.CharField(source="get_status_display",
-                                           read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
     is_paid = serializers.BooleanField(read_only=True)
-    amount = serializers.DecimalField(max_digits=18, decimal_places=3,
-                                      coerce_to_string=True, read_only=True)
+    amount = serializers.DecimalField(
+        max_digits=18, decimal_places=3, coerce_to_string=True, read_only=True
+    )
 
     class Meta:
         model = Invoice
-        fields = ["reference", "provider", "status", "status_display", "is_paid",
-                  "amount", "currency", "order_id", "description", "created_at",
-                  "status_changed_at", "expires_at"]
+        fields = [
+            "reference",
+            "provider",
+            "status",
+            "status_display",
+            "is_paid",
+            "amount",
+            "currency",
+            "order_id",
+            "description",
+            "created_at",
+            "status_changed_at",
+            "expires_at",
+        ]
         read_only_fields = fields

@@ -8,6 +8,7 @@ app_name = "django_payments_ru_api"
 
 urlpatterns = [
     path("invoices/<uuid:ref>/", views.InvoiceView.as_view(), name="invoice"),
-    path("invoices/<uuid:ref>/checkout/", views.CheckoutView.as_view(),
-         name="checkout"),
+    path(
+        "invoices/<uuid:ref>/checkout/", views.CheckoutView.as_view(), name="checkout"
+    ),
 ]

@@ -19,12 +19,13 @@ from ..exceptions import (
     ProviderError,
 )
 from ..models import Invoice
-from .serializers import CheckoutSerializer, InvoiceSerializer
+from .serializers import InvoiceSerializer, checkout_data
 
 logger = logging.getLogger("django_payments_ru.api")
 
 
 def _error(exc: PaymentsError) -> Response:
+    code: int
     if isinstance(exc, InvalidOperation):
         code = status.HTTP_409_CONFLICT
     elif isinstance(exc, InvalidInput | NotSupported):
@@ -60,4 +61,4 @@ class CheckoutView(APIView):
         except PaymentsError as exc:
             logger.warning("Checkout for %s failed: %s", invoice.uuid, exc.code)
             return _error(exc)
-        return Response(CheckoutSerializer(checkout).data)
+        return Response(checkout_data(checkout))

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_payments_ru")
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     """What a provider can do besides taking a payment."""
 
     REFUND = "refund"
@@ -90,8 +90,9 @@ class Checkout:
         if self.method == "GET" and self.fields:
             raise ValueError("a GET checkout is a plain URL and carries no fields")
         object.__setattr__(
-            self, "fields", MappingProxyType({str(k): str(v) for k, v in
-                                              self.fields.items()})
+            self,
+            "fields",
+            MappingProxyType({str(k): str(v) for k, v in self.fields.items()}),
         )
 
     @property
@@ -163,8 +164,7 @@ class BaseProvider:
         if errors:
             raise ConfigurationError(errors[0])
         self.config: dict[str, Any] = {
-            name: options.get(name, spec.default) for name, spec in
-            self.options.items()
+            name: options.get(name, spec.default) for name, spec in self.options.items()
         }
 
     def __repr__(self) -> str:  # never shows option values: some are secrets
@@ -229,14 +229,16 @@ class BaseProvider:
             raise InvalidCurrency(
                 f"{self.display_name} does not accept {invoice.currency}; it "
                 f"accepts {', '.join(sorted(self.currencies))}.",
-                field="currency", provider=self.alias,
+                field="currency",
+                provider=self.alias,
             )
         limit = self.max_amounts.get(invoice.currency)
         if limit is not None and invoice.amount > limit:
             raise InvalidInput(
                 f"{self.display_name} takes at most {limit} {invoice.currency} in "
                 f"one payment; this invoice is for {invoice.amount}.",
-                field="amount", provider=self.alias,
+                field="amount",
+                provider=self.alias,
             )
 
     # --- the hooks ----------------------------------------------------------
@@ -302,8 +304,9 @@ class BaseProvider:
         and a late payment is still applied and flagged."""
         return None
 
-    def capture(self, invoice: Invoice, amount: Decimal | None = None) -> (
-            PaymentEvent | None):
+    def capture(
+        self, invoice: Invoice, amount: Decimal | None = None
+    ) -> PaymentEvent | None:
         """Take held funds (two-stage payments)."""
         raise NotSupported(
             f"{self.display_name} does not support holds.", provider=self.alias
@@ -321,8 +324,11 @@ class BaseProvider:
         """``payload`` without :attr:`secret_payload_keys`, at any depth."""
         if isinstance(payload, Mapping):
             return {
-                k: ("[redacted]" if k in self.secret_payload_keys
-                    else self.redact_payload(v))
+                k: (
+                    "[redacted]"
+                    if k in self.secret_payload_keys
+                    else self.redact_payload(v)
+                )
                 for k, v in payload.items()
             }
         if isinstance(payload, list | tuple):
@@ -402,4 +408,3 @@ class BaseProvider:
         http = self.__dict__.get("http")
         if http is not None:
             http.close()
-

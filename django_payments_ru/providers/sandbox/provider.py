@@ -34,7 +34,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ...events import EventType, PaymentEvent
-from ...exceptions import ProviderResponseError, WebhookParseError, WebhookVerificationError
+from ...exceptions import (
+    ProviderResponseError,
+    WebhookParseError,
+    WebhookVerificationError,
+)
 from ...money import format_amount, parse_amount
 from ..base import BaseProvider, Capability, Checkout, Option
 from ..signing import check_timestamp, hmac_sha256_hex, matches_any
@@ -73,17 +77,23 @@ class Provider(BaseProvider):
     slug = "sandbox"
     display_name = "Sandbox"
     currencies = frozenset({"RUB", "USD", "EUR"})
-    capabilities = frozenset({
-        Capability.REFUND, Capability.PARTIAL_REFUND, Capability.STATUS,
-        Capability.CANCEL,
-    })
+    capabilities = frozenset(
+        {
+            Capability.REFUND,
+            Capability.PARTIAL_REFUND,
+            Capability.STATUS,
+            Capability.CANCEL,
+        }
+    )
     options: ClassVar[dict[str, Option]] = {
-        "base_url": Option(help="the sandbox API URL, e.g. "
-                                "'http://127.0.0.1:8000/emulator/sandbox/'"),
+        "base_url": Option(
+            help="the sandbox API URL, e.g. 'http://127.0.0.1:8000/emulator/sandbox/'"
+        ),
         "api_key": Option(secret=True, help="the sandbox API key"),
         "webhook_secret": Option(secret=True, help="the webhook signing secret"),
-        "previous_webhook_secrets": Option(required=False, default=(), secret=True,
-                                           types=(list, tuple)),
+        "previous_webhook_secrets": Option(
+            required=False, default=(), secret=True, types=(list, tuple)
+        ),
         "webhook_tolerance": Option(required=False, default=300, types=(int,)),
     }
 
@@ -130,7 +140,10 @@ class Provider(BaseProvider):
             "webhook_url": self.webhook_url(request),
         }
         data = self.http.request(
-            "POST", "api/payments", json=body, headers=self._headers(key),
+            "POST",
+            "api/payments",
+            json=body,
+            headers=self._headers(key),
             idempotent=True,
         )
         payment = self._payment(data)
@@ -149,8 +162,13 @@ class Provider(BaseProvider):
             )
         return data
 
-    def _event(self, payment: Mapping[str, Any], dedupe_id: str,
-               type_: EventType | None = None, raw: Any = None) -> PaymentEvent:
+    def _event(
+        self,
+        payment: Mapping[str, Any],
+        dedupe_id: str,
+        type_: EventType | None = None,
+        raw: Any = None,
+    ) -> PaymentEvent:
         currency = str(payment.get("currency", ""))
         kind = type_ or self.STATUS_EVENTS.get(str(payment.get("status")))
         if kind is None:
@@ -168,7 +186,8 @@ class Provider(BaseProvider):
             invoice_ref=str(payment.get("reference", "")),
             provider_payment_id=str(payment.get("id", "")),
             amount=parse_amount(payment["amount"], currency)
-            if payment.get("amount") is not None else None,
+            if payment.get("amount") is not None
+            else None,
             currency=currency,
             refunded_total=refunded_total,
             reason=str(payment.get("failure_reason") or ""),
@@ -181,18 +200,25 @@ class Provider(BaseProvider):
         signature = request.headers.get(SIGNATURE_HEADER, "")
         timestamp = request.headers.get(TIMESTAMP_HEADER, "")
         if not signature:
-            raise WebhookVerificationError("The signature header is missing.",
-                                           provider=self.alias,
-                                           code="missing_signature")
-        check_timestamp(timestamp, now=self.clock(),
-                        tolerance=self.config["webhook_tolerance"])
-        secrets = [self.config["webhook_secret"],
-                   *self.config["previous_webhook_secrets"]]
+            raise WebhookVerificationError(
+                "The signature header is missing.",
+                provider=self.alias,
+                code="missing_signature",
+            )
+        check_timestamp(
+            timestamp, now=self.clock(), tolerance=self.config["webhook_tolerance"]
+        )
+        secrets = [
+            self.config["webhook_secret"],
+            *self.config["previous_webhook_secrets"],
+        ]
         body = request.body
-        if not matches_any(signature, secrets,
-                           lambda secret: sign(secret, timestamp, body)):
-            raise WebhookVerificationError("The signature does not match.",
-                                           provider=self.alias)
+        if not matches_any(
+            signature, secrets, lambda secret: sign(secret, timestamp, body)
+        ):
+            raise WebhookVerificationError(
+                "The signature does not match.", provider=self.alias
+            )
 
     def parse_webhook(self, request: HttpRequest) -> list[PaymentEvent]:
         try:
@@ -201,14 +227,16 @@ class Provider(BaseProvider):
             payment = data["data"]
             event_id = str(data["id"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookParseError(f"Not a sandbox event: {type(exc).__name__}.",
-                                    provider=self.alias) from None
+            raise WebhookParseError(
+                f"Not a sandbox event: {type(exc).__name__}.", provider=self.alias
+            ) from None
         if not isinstance(payment, Mapping) or not event_id:
             raise WebhookParseError("Not a sandbox event.", provider=self.alias)
         return [self._event(payment, event_id, kind, raw=data)]
 
-    def webhook_response(self, request: HttpRequest,
-                         events: list[PaymentEvent]) -> HttpResponse:
+    def webhook_response(
+        self, request: HttpRequest, events: list[PaymentEvent]
+    ) -> HttpResponse:
         return JsonResponse({"received": True})
 
     # --- server calls -------------------------------------------------------
@@ -216,36 +244,49 @@ class Provider(BaseProvider):
     def fetch_status(self, invoice: Invoice) -> PaymentEvent | None:
         if not invoice.provider_payment_id:
             return None
-        payment = self._payment(self.http.request(
-            "GET", f"api/payments/{invoice.provider_payment_id}",
-            headers=self._headers(),
-        ))
+        payment = self._payment(
+            self.http.request(
+                "GET",
+                f"api/payments/{invoice.provider_payment_id}",
+                headers=self._headers(),
+            )
+        )
         if payment.get("status") == "pending":
             return None
         # Polls of the same state share a dedupe id, so they apply once.
-        dedupe = (f"poll:{payment['id']}:{payment.get('status')}:"
-                  f"{payment.get('refunded_amount', '0')}")
+        dedupe = (
+            f"poll:{payment['id']}:{payment.get('status')}:"
+            f"{payment.get('refunded_amount', '0')}"
+        )
         return self._event(payment, dedupe)
 
     def refund(self, invoice: Invoice, amount: Decimal) -> PaymentEvent | None:
         value = format_amount(amount, invoice.currency)
         done = invoice.refunded_amount
         data = self.http.request(
-            "POST", f"api/payments/{invoice.provider_payment_id}/refunds",
+            "POST",
+            f"api/payments/{invoice.provider_payment_id}/refunds",
             json={"amount": value},
             headers=self._headers(f"refund:{invoice.uuid}:{done}:{value}"),
             idempotent=True,
         )
-        if not isinstance(data, Mapping) or not isinstance(data.get("payment"),
-                                                           Mapping):
-            raise ProviderResponseError("The sandbox answered without a refund.",
-                                        provider=self.alias)
-        return self._event(data["payment"], f"refund:{data.get('id')}",
-                           EventType.REFUNDED)
+        if not isinstance(data, Mapping) or not isinstance(
+            data.get("payment"), Mapping
+        ):
+            raise ProviderResponseError(
+                "The sandbox answered without a refund.", provider=self.alias
+            )
+        return self._event(
+            data["payment"], f"refund:{data.get('id')}", EventType.REFUNDED
+        )
 
     def cancel(self, invoice: Invoice) -> PaymentEvent | None:
-        payment = self._payment(self.http.request(
-            "POST", f"api/payments/{invoice.provider_payment_id}/cancel",
-            headers=self._headers(f"cancel:{invoice.uuid}"), idempotent=True,
-        ))
+        payment = self._payment(
+            self.http.request(
+                "POST",
+                f"api/payments/{invoice.provider_payment_id}/cancel",
+                headers=self._headers(f"cancel:{invoice.uuid}"),
+                idempotent=True,
+            )
+        )
         return self._event(payment, f"cancel:{payment['id']}")
