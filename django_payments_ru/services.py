@@ -275,6 +275,20 @@ def _apply_locked(
     if event.type in (EventType.PAID, EventType.HELD):
         # An amount or currency that does not match never marks an invoice paid.
         problem = _mismatch(invoice, event)
+        if (
+            not problem
+            and event.type is EventType.PAID
+            and invoice.status in PAID_STATES
+            and event.provider_payment_id
+            and invoice.provider_payment_id
+            and event.provider_payment_id != invoice.provider_payment_id
+        ):
+            # The customer paid twice: the second payment must not vanish as a
+            # repeat of the first; the merchant refunds one of them.
+            problem = _(
+                "a second payment %(new)s arrived for an invoice already paid by "
+                "%(old)s: refund one of them"
+            ) % {"new": event.provider_payment_id, "old": invoice.provider_payment_id}
         if problem:
             _flag(
                 invoice,

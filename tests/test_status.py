@@ -224,3 +224,25 @@ def test_database_refuses_refund_above_paid():
     invoice = make_invoice("100.00")
     with pytest.raises(IntegrityError):
         Invoice.objects.filter(pk=invoice.pk).update(refunded_amount=Decimal("1"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_second_payment_with_another_id_is_flagged_not_swallowed():
+    invoice = make_invoice("100.00")
+    services.apply_event(event(invoice, E.PAID, provider_payment_id="tid-1"))
+    same = services.apply_event(event(invoice, E.PAID, provider_payment_id="tid-1"))
+    assert same.result == services.Result.NOOP
+    invoice.refresh_from_db()
+    assert not invoice.needs_attention
+
+    with record_signals() as log:
+        second = services.apply_event(
+            event(invoice, E.PAID, provider_payment_id="tid-2")
+        )
+    invoice.refresh_from_db()
+    assert second.result == services.Result.REJECTED
+    assert invoice.needs_attention
+    assert "tid-2" in invoice.attention_reason
+    assert invoice.paid_amount == Decimal("100.00")
+    assert Payment.objects.filter(invoice=invoice, kind="charge").count() == 1
+    assert log.calls == []
