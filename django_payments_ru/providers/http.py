@@ -10,18 +10,24 @@
   only when the connection failed before anything was sent.
 * Errors become typed exceptions carrying the provider's code and message.
 * Secrets (option values, tokens added at run time) are replaced by
-  ``[redacted]`` in every log record and exception text.
+  ``[redacted]`` in every log record and exception text, including urllib3's own
+  debug records, which repeat the request URL with its query string.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, cast
+from urllib.parse import quote, quote_plus
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
 from ..exceptions import (
@@ -40,6 +46,82 @@ REDACTED = "[redacted]"
 
 ErrorParser = Callable[[int, Any], tuple[str, str, dict[str, Any]]]
 
+# The redaction of the client whose request is running in this thread or task:
+# urllib3 logs from inside session.request(), where no client is in scope.
+_active_redact: ContextVar[Callable[[str], str] | None] = ContextVar(
+    "django_payments_ru_http_redact", default=None
+)
+
+# urllib3 logs the request URL (query string included) at DEBUG and WARNING.
+# A filter on a logger only sees that logger's own records, so each one is named.
+_URLLIB3_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+
+class _RedactFilter(logging.Filter):
+    """Replaces the active client's secrets in urllib3's log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact = _active_redact.get()
+        if redact is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is logging's problem, not ours
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_redact_filter = _RedactFilter()
+
+
+def _install_log_filter() -> None:
+    # Idempotent, and repeated per client: a logging.config.dictConfig() run after
+    # this module's import may have replaced a logger's filters.
+    for name in _URLLIB3_LOGGERS:
+        target = logging.getLogger(name)
+        if _redact_filter not in target.filters:
+            target.addFilter(_redact_filter)
+
+
+_install_log_filter()
+
+
+def _transport_problem(exc: requests.RequestException) -> str:
+    """What went wrong, in words that hold no URL."""
+    # Once retries are exhausted requests reports a read timeout as a
+    # ConnectionError around urllib3's MaxRetryError; its reason tells the truth.
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    for error in (exc, reason):
+        if isinstance(error, NewConnectionError):  # a ConnectTimeoutError subclass
+            return f"failed: could not connect ({type(error).__name__})"
+        if isinstance(error, requests.Timeout | Urllib3TimeoutError):
+            return "timed out"
+    return f"failed: {type(reason or exc).__name__}"
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = float(Retry().parse_retry_after(value))
+        except (InvalidHeader, OverflowError, ValueError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
 
 class _RetryAfterTooLong(Exception):
     def __init__(self, seconds: float) -> None:
@@ -54,7 +136,12 @@ class _Retry(Retry):
     max_retry_after: float = 30.0
 
     def sleep_for_retry(self, response: Any) -> bool:
-        seconds = self.get_retry_after(response) if response is not None else None
+        try:
+            seconds = self.get_retry_after(response) if response is not None else None
+        except InvalidHeader:
+            # An unreadable Retry-After falls back to the backoff schedule rather
+            # than failing a request that is allowed to be retried.
+            return False
         if seconds is None:
             return False
         if seconds > self.max_retry_after:
@@ -70,7 +157,8 @@ class _Retry(Retry):
 
 def _retry_class(sleep: Callable[[float], None], max_retry_after: float) -> type[Retry]:
     return type(
-        "ProviderRetry", (_Retry,),
+        "ProviderRetry",
+        (_Retry,),
         {"sleep_func": staticmethod(sleep), "max_retry_after": max_retry_after},
     )
 
@@ -103,9 +191,13 @@ class HttpClient:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.timeout = timeout
         self.error_parser = error_parser
-        self._secrets: set[str] = {s for s in secrets if s}
+        self._secrets: set[str] = set()
+        self._forms: tuple[str, ...] = ()
+        for secret in secrets:
+            self.add_secret(secret)
+        _install_log_filter()
         retry_cls = _retry_class(sleep, max_retry_after)
-        common = {
+        common: dict[str, Any] = {
             "backoff_factor": backoff_factor,
             "backoff_max": backoff_max,
             "backoff_jitter": backoff_jitter,
@@ -116,20 +208,48 @@ class HttpClient:
             "redirect": 0,
         }
         # Safe to repeat: every kind of failure is retried.
-        self._safe = self._session(retry_cls(
-            total=retries, connect=retries, read=retries, status=retries,
-            other=0, allowed_methods=None, **common,
-        ), headers)
+        self._safe = self._session(
+            retry_cls(
+                total=retries,
+                connect=retries,
+                read=retries,
+                status=retries,
+                other=0,
+                allowed_methods=None,
+                **common,
+            ),
+            headers,
+        )
         # Not safe to repeat: only a connection that never got the request out.
-        self._unsafe = self._session(retry_cls(
-            total=retries, connect=retries, read=0, status=0, other=0,
-            allowed_methods=None, **common,
-        ), headers)
+        self._unsafe = self._session(
+            retry_cls(
+                total=retries,
+                connect=retries,
+                read=0,
+                status=0,
+                other=0,
+                allowed_methods=None,
+                **common,
+            ),
+            headers,
+            pool_of=self._safe,
+        )
 
     @staticmethod
-    def _session(retry: Retry, headers: Mapping[str, str] | None) -> requests.Session:
+    def _session(
+        retry: Retry,
+        headers: Mapping[str, str] | None,
+        pool_of: requests.Session | None = None,
+    ) -> requests.Session:
         session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+        if pool_of is not None:
+            # One connection pool for both retry policies: urllib3 takes the Retry
+            # per call, so a POST and the GETs around it share kept-alive
+            # connections instead of opening a second set.
+            shared = cast(HTTPAdapter, pool_of.get_adapter("https://"))
+            adapter.poolmanager.clear()
+            adapter.poolmanager = shared.poolmanager
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["User-Agent"] = "django-payments-ru"
@@ -141,11 +261,19 @@ class HttpClient:
 
     def add_secret(self, value: str) -> None:
         """Redact ``value`` (a token obtained at run time) from now on."""
-        if value:
-            self._secrets.add(value)
+        if not value or value in self._secrets:
+            return
+        self._secrets.add(value)
+        # Also the forms a secret takes inside a URL. The tuple is rebuilt and
+        # swapped in one assignment, so a redact() running in another thread
+        # never iterates a collection that is changing.
+        forms = set(self._forms)
+        forms.update((value, quote(value, safe=""), quote_plus(value), quote(value)))
+        self._forms = tuple(sorted(forms, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        """``text`` with every known secret replaced by ``[redacted]``."""
+        for secret in self._forms:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
@@ -174,36 +302,60 @@ class HttpClient:
         url = self.url(path)
         kwargs.setdefault("timeout", self.timeout)
         started = time.monotonic()
+        # The error is raised after the except blocks: raised inside one, it would
+        # keep the transport exception (whose text repeats the URL) as its
+        # __context__ even with "from None".
+        failure: ProviderRateLimited | ProviderUnavailable | None = None
+        cause: BaseException | None = None
+        active = _active_redact.set(self.redact)
         try:
             response = session.request(
                 method, url, allow_redirects=allow_redirects, **kwargs
             )
         except _RetryAfterTooLong as exc:
-            raise ProviderRateLimited(
+            failure = ProviderRateLimited(
                 f"The provider asked to wait {exc.seconds:.0f} s before retrying "
                 f"{method} {self.redact(url)}.",
-                provider=self.provider, status=429, retry_after=exc.seconds,
-                hint="Try again later.",
-            ) from None
-        except requests.Timeout as exc:
-            raise ProviderUnavailable(
-                f"{method} {self.redact(url)} timed out.", provider=self.provider
-            ) from self._clean(exc)
-        except requests.RequestException as exc:
-            raise ProviderUnavailable(
-                f"{method} {self.redact(url)} failed: {type(exc).__name__}.",
                 provider=self.provider,
-            ) from self._clean(exc)
+                status=429,
+                retry_after=exc.seconds,
+                hint="Try again later.",
+            )
+        except requests.RequestException as exc:
+            failure = ProviderUnavailable(
+                f"{method} {self.redact(url)} {_transport_problem(exc)}.",
+                provider=self.provider,
+            )
+            cause = self._clean(exc)
+        finally:
+            _active_redact.reset(active)
+        if failure is not None:
+            raise failure from cause
         logger.info(
-            "%s %s %s -> %s in %.0f ms", self.provider, method, self.redact(url),
-            response.status_code, (time.monotonic() - started) * 1000,
+            "%s %s %s -> %s in %.0f ms",
+            self.provider,
+            method,
+            self.redact(url),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
         )
         return response
 
     def _clean(self, exc: BaseException) -> BaseException | None:
-        # urllib3 errors repeat the URL (and thus any secret in a query string).
-        text = str(exc)
-        return None if self.redact(text) != text else exc
+        """``exc`` to chain as the cause, or ``None`` when any exception in its
+        chain mentions a secret: urllib3 errors repeat the URL, query included."""
+        pending: list[BaseException] = [exc]
+        seen: set[int] = set()
+        while pending:
+            node = pending.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            for text in (str(node), repr(node)):
+                if self.redact(text) != text:
+                    return None
+            pending.extend(n for n in (node.__cause__, node.__context__) if n)
+        return exc
 
     def request(
         self,
@@ -216,8 +368,11 @@ class HttpClient:
     ) -> Any:
         """Send the request; return the decoded body of a successful answer."""
         response = self.request_raw(method, path, idempotent=idempotent, **kwargs)
-        ok = (response.status_code in set(expected) if expected is not None
-              else 200 <= response.status_code < 300)
+        ok = (
+            response.status_code in set(expected)
+            if expected is not None
+            else 200 <= response.status_code < 300
+        )
         body = self.decode(response)
         if not ok:
             raise self.error_for(response, body)
@@ -234,7 +389,8 @@ class HttpClient:
 
     def error_for(self, response: requests.Response, body: Any) -> Exception:
         status = response.status_code
-        code, message, details = ("", "", {})
+        code, message = "", ""
+        details: dict[str, Any] = {}
         if self.error_parser is not None:
             try:
                 code, message, details = self.error_parser(status, body)
@@ -249,29 +405,48 @@ class HttpClient:
             retry_after = response.headers.get("Retry-After")
             return ProviderRateLimited(
                 f"{method} {url}: the provider's rate limit was exceeded.",
-                provider=self.provider, status=status, code=code or "rate_limited",
-                provider_message=message, details=details,
-                retry_after=float(retry_after) if retry_after and
-                retry_after.replace(".", "", 1).isdigit() else None,
+                provider=self.provider,
+                status=status,
+                code=code or "rate_limited",
+                provider_message=message,
+                details=details,
+                retry_after=_parse_retry_after(retry_after),
             )
         if status in (401, 403):
-            return ProviderAuthError(text, provider=self.provider, status=status,
-                                     code=code, provider_message=message,
-                                     details=details)
+            return ProviderAuthError(
+                text,
+                provider=self.provider,
+                status=status,
+                code=code,
+                provider_message=message,
+                details=details,
+            )
         if status >= 500:
             return ProviderUnavailable(
                 f"{method} {url} failed on the provider's side.",
-                provider=self.provider, status=status, code=code,
-                provider_message=message, details=details,
+                provider=self.provider,
+                status=status,
+                code=code,
+                provider_message=message,
+                details=details,
             )
         if 300 <= status < 400 or 200 <= status < 300:
             return ProviderResponseError(
                 f"{method} {url} answered with an unexpected HTTP {status}.",
-                provider=self.provider, status=status, code=code,
-                provider_message=message, details=details,
+                provider=self.provider,
+                status=status,
+                code=code,
+                provider_message=message,
+                details=details,
             )
-        return ProviderAPIError(text, provider=self.provider, status=status,
-                                code=code, provider_message=message, details=details)
+        return ProviderAPIError(
+            text,
+            provider=self.provider,
+            status=status,
+            code=code,
+            provider_message=message,
+            details=details,
+        )
 
     def close(self) -> None:
         self._safe.close()

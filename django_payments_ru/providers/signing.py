@@ -39,6 +39,7 @@ def hmac_sha256_b64(key: str | bytes, message: str | bytes) -> str:
 
 
 def sha256_hex(data: str | bytes) -> str:
+    """Lower-case hex SHA-256 (no key)."""
     return hashlib.sha256(_bytes(data)).hexdigest()
 
 
@@ -78,8 +79,8 @@ def check_timestamp(
     """Parse a Unix timestamp and require it within ``tolerance`` seconds of
     ``now`` in both directions. Returns it in seconds.
 
-    Raises :class:`WebhookVerificationError` (code ``stale_timestamp``,
-    ``future_timestamp`` or ``invalid_timestamp``)."""
+    Raises :class:`WebhookVerificationError` (code ``missing_timestamp``,
+    ``invalid_timestamp``, ``stale_timestamp`` or ``future_timestamp``)."""
     if value is None or value == "":
         raise WebhookVerificationError(
             "The timestamp is missing.", code="missing_timestamp"
