@@ -255,15 +255,28 @@ def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
 def _send_signals(
     invoice: Invoice, old: str, new: str, event: PaymentEvent, refunded: Decimal
 ) -> None:
+    """Send the signals of a committed change. A receiver that raises does not
+    stop the others and cannot undo the change (it is already committed): its
+    error is logged with its traceback."""
     kwargs = {"invoice": invoice, "old_status": old, "new_status": new, "event": event}
+    sent: list[tuple[signals.Signal, dict[str, Any]]] = []
     if old != new:
-        signals.invoice_status_changed.send(sender=Invoice, **kwargs)
+        sent.append((signals.invoice_status_changed, kwargs))
         if new == InvoiceStatus.PAID:
-            signals.invoice_paid.send(sender=Invoice, **kwargs)
+            sent.append((signals.invoice_paid, kwargs))
         elif new == InvoiceStatus.FAILED:
-            signals.invoice_failed.send(sender=Invoice, **kwargs)
+            sent.append((signals.invoice_failed, kwargs))
     if refunded > 0:
-        signals.invoice_refunded.send(sender=Invoice, amount=refunded, **kwargs)
+        sent.append((signals.invoice_refunded, {**kwargs, "amount": refunded}))
+    for signal, arguments in sent:
+        for receiver, result in signal.send_robust(sender=Invoice, **arguments):
+            if isinstance(result, BaseException):
+                logger.error(
+                    "A receiver of a payment signal failed for invoice %s: %r",
+                    invoice.uuid,
+                    receiver,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
 
 
 def _apply_locked(
@@ -554,7 +567,13 @@ def cancel_invoice(invoice: Invoice) -> Invoice:
     event = None
     if invoice.status == InvoiceStatus.ON_HOLD and provider.supports(Capability.HOLD):
         event = provider.release(invoice)
-    elif provider.supports(Capability.CANCEL) and invoice.provider_payment_id:
+    elif (
+        provider.supports(Capability.CANCEL)
+        and invoice.provider_payment_id
+        and invoice.status in (InvoiceStatus.CREATED, InvoiceStatus.PENDING)
+    ):
+        # Only a live payment is cancelled at the provider; a failed or expired
+        # one is already dead there, and the invoice is cancelled locally.
         event = provider.cancel(invoice)
     if event is None:
         event = PaymentEvent(

@@ -11,9 +11,22 @@ that changed it has committed. Every signal is sent with these arguments:
     The :class:`~django_payments_ru.events.PaymentEvent` that caused it.
 
 A rolled-back transaction sends nothing; a repeated event sends nothing.
+
+Signals are sent robustly: a receiver that raises does not stop the other
+receivers and cannot undo the change, which is already committed; its error is
+logged (logger ``django_payments_ru``) with its traceback. A receiver that must not
+lose work (fulfilling an order) should queue it, e.g. as a Celery task.
 """
 
 from django.dispatch import Signal
+
+__all__ = [
+    "Signal",
+    "invoice_failed",
+    "invoice_paid",
+    "invoice_refunded",
+    "invoice_status_changed",
+]
 
 #: Any status change.
 invoice_status_changed = Signal()

@@ -247,3 +247,14 @@ def test_missing_hook_names_class_and_method():
         provider.verify_webhook(None)  # type: ignore[arg-type]
     with pytest.raises(NotSupported):
         provider.fetch_status(make_invoice())
+
+
+def test_cancel_a_failed_payment_locally_without_asking_the_provider():
+    invoice = make_invoice("100.00")
+    Invoice.objects.filter(pk=invoice.pk).update(provider_payment_id="pay_dead")
+    services.apply_event(event(invoice, EventType.FAILED))
+    with mock.patch.object(Sandbox, "cancel") as cancel:
+        services.cancel_invoice(invoice)
+    cancel.assert_not_called()
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.CANCELLED

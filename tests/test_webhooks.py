@@ -352,3 +352,28 @@ def test_no_secret_in_stored_rows_or_logs(client, caplog, settings):
     for row in WebhookEvent.objects.all():
         assert canary not in json.dumps(row.payload) + json.dumps(row.event)
         assert canary not in row.result + row.traceback
+
+
+def test_a_raising_receiver_does_not_fail_the_committed_event(client, caplog):
+    from django_payments_ru import signals
+
+    invoice = make_invoice("100.00")
+
+    def broken(sender, **kwargs):
+        raise ValueError("fulfilment crashed")
+
+    signals.invoice_paid.connect(broken, weak=False)
+    try:
+        with record_signals() as log:
+            response = post_webhook(client, webhook_body(payment_object(invoice)))
+    finally:
+        signals.invoice_paid.disconnect(broken)
+    assert response.status_code == 200
+    row = WebhookEvent.objects.get()
+    assert row.status == WebhookEvent.Status.PROCESSED
+    assert row.attempts == 1
+    assert log.count("invoice_paid") == 1  # the other receivers still heard it
+    assert any(
+        "receiver of a payment signal failed" in r.getMessage() and r.exc_info
+        for r in caplog.records
+    )

@@ -126,9 +126,10 @@ class Provider(BaseProvider):
 
     def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
         # One key per invoice and attempt: a retried create (timeout, 5xx) finds
-        # the payment the first try made; a new attempt after a failure does not.
-        attempt = invoice.payments.count() if invoice.pk else 0
-        key = f"{invoice.uuid}:{invoice.status}:{attempt}"
+        # the payment the first try made; a new attempt after a failed or expired
+        # payment names that payment, so it never replays the dead one.
+        previous = invoice.provider_payment_id or "first"
+        key = f"{invoice.uuid}:after:{previous}"
         body = {
             "amount": format_amount(invoice.amount, invoice.currency),
             "currency": invoice.currency,
