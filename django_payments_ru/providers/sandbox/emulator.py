@@ -1,0 +1,413 @@
+"""The sandbox provider's emulator: the sandbox protocol served by Django.
+
+The protocol is the one :mod:`django_payments_ru.providers.sandbox.provider`
+speaks (see its module docstring), under ``emulator/sandbox/``:
+
+* ``POST api/payments`` (``Authorization: Bearer <key>``, optional
+  ``Idempotency-Key``): body ``{amount, currency, reference, description,
+  order_id, customer_email, return_url, webhook_url}``; ``amount``,
+  ``currency`` and ``reference`` required, the rest optional strings; no other
+  field. ``201`` with the payment object, ``pending``, expiring after
+  ``payment_lifetime`` seconds (default 30 min).
+* ``GET api/payments/<id>``; ``POST api/payments/<id>/refunds`` ``{amount}``
+  (``201 {id, amount, payment}``; partial refunds add up to at most the amount;
+  only a ``succeeded`` payment, which becomes ``refunded`` when nothing is left);
+  ``POST api/payments/<id>/cancel`` (only ``pending``).
+* ``pay/<id>/``: the hosted pay page with the buttons Pay (``succeeded``),
+  Decline (``failed``) and Let expire (``expired``). A pending payment read
+  after ``expires_at`` (page, API) becomes ``expired``.
+* Each change of status and each refund posts a signed webhook to the
+  payment's ``webhook_url``.
+
+Errors, as ``{"error": {"code", "message", ...}}``:
+
+=====  ========================  ===========================================
+401    ``invalid_api_key``       no or a wrong bearer key
+400    ``invalid_request``       a bad body or field (``field`` names it)
+404    ``not_found``             no such payment
+409    ``invalid_state``         refund or cancel not possible in this status
+409    ``idempotency_conflict``  the key was used with another request
+405    ``method_not_allowed``
+429    ``rate_limit_exceeded``   ``rate_limits`` exceeded (``Retry-After``)
+5xx    ``emulated_fault``        a fault injected on purpose (``faults``)
+=====  ========================  ===========================================
+
+Settings, ``PAYMENTS_RU_EMULATOR["sandbox"]``: ``api_keys`` (list, required),
+``webhook_secret`` (required), ``payment_lifetime`` (seconds, default 1800),
+and the common ``faults``, ``rate_limits``, ``idempotency_ttl``,
+``webhook_retry_schedule`` (see :mod:`django_payments_ru.emulator.base`).
+Endpoint names for faults: ``create``, ``get``, ``refund``, ``cancel``,
+``pay_page``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from ...emulator import clock
+from ...emulator.base import (
+    REQUIRED,
+    Action,
+    ActionRefused,
+    Emulator,
+    EmulatorError,
+)
+from ...emulator.models import EmulatedPayment, WebhookDelivery
+from ...exceptions import InvalidInput
+from ...money import format_amount, to_amount
+from .provider import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+CURRENCIES = ("RUB", "USD", "EUR")
+#: Create fields: name -> (required, longest length).
+CREATE_FIELDS: dict[str, tuple[bool, int]] = {
+    "amount": (True, 32),
+    "currency": (True, 3),
+    "reference": (True, 255),
+    "description": (False, 1000),
+    "order_id": (False, 255),
+    "customer_email": (False, 254),
+    "return_url": (False, 2000),
+    "webhook_url": (False, 2000),
+}
+
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+REFUNDED = "refunded"
+
+
+def _invalid(field: str, message: str) -> EmulatorError:
+    return EmulatorError(400, "invalid_request", message, field=field)
+
+
+def _amount(value: Any, currency: str, field: str = "amount") -> Decimal:
+    if not isinstance(value, str):
+        raise _invalid(
+            field,
+            _("%(field)s must be a decimal string such as '100.00'.")
+            % {"field": field},
+        )
+    try:
+        return to_amount(value, currency)
+    except InvalidInput as exc:
+        raise _invalid(field, f"{field}: {exc.message}") from None
+
+
+def _url(value: str, field: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _invalid(
+            field, _("%(field)s must be an absolute http(s) URL.") % {"field": field}
+        )
+    return value
+
+
+class SandboxEmulator(Emulator):
+    """The emulator of :class:`~django_payments_ru.providers.sandbox.Provider`."""
+
+    slug = "sandbox"
+    display_name = gettext_lazy("Sandbox")
+    options: ClassVar[dict[str, Any]] = {
+        "api_keys": REQUIRED,
+        "webhook_secret": REQUIRED,
+        "payment_lifetime": 30 * 60,
+    }
+
+    # --- payments -----------------------------------------------------------
+
+    def payment_object(self, payment: EmulatedPayment) -> dict[str, Any]:
+        """The payment as the API and the webhooks show it."""
+        return {
+            "id": payment.external_id,
+            "status": payment.status,
+            "amount": format_amount(payment.amount, payment.currency),
+            "currency": payment.currency,
+            "reference": payment.reference,
+            "refunded_amount": format_amount(payment.refunded_amount, payment.currency),
+            "payment_url": payment.data.get("payment_url", ""),
+            "expires_at": payment.expires_at.isoformat()
+            if payment.expires_at
+            else None,
+            "failure_reason": payment.data.get("failure_reason") or None,
+        }
+
+    def status_label(self, payment: EmulatedPayment) -> str:
+        labels = {
+            PENDING: _("Waiting for payment"),
+            SUCCEEDED: _("Paid"),
+            FAILED: _("Declined"),
+            EXPIRED: _("Expired"),
+            CANCELLED: _("Cancelled"),
+            REFUNDED: _("Refunded"),
+        }
+        return str(labels.get(payment.status, payment.status))
+
+    def webhook(
+        self, payment: EmulatedPayment, event_type: str
+    ) -> WebhookDelivery | None:
+        """Post ``event_type`` about ``payment`` after the commit."""
+        if not payment.webhook_url:
+            return None
+        event_id = self.new_id("evt", 12)
+        body = json.dumps(
+            {
+                "id": event_id,
+                "type": event_type,
+                "created_at": clock.now().isoformat(),
+                "data": self.payment_object(payment),
+            },
+            separators=(",", ":"),
+        ).encode()
+        return self.send_webhook(
+            payment,
+            payment.webhook_url,
+            body,
+            self.signed_headers(event_id, body),
+            event_id=event_id,
+            event_type=event_type,
+        )
+
+    def signed_headers(self, event_id: str, body: bytes) -> dict[str, str]:
+        timestamp = str(clock.timestamp())
+        return {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event_id,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self.config["webhook_secret"], timestamp, body),
+        }
+
+    def prepare_retry(self, delivery: WebhookDelivery) -> tuple[bytes, dict[str, str]]:
+        # The signature covers a timestamp that the client accepts within a few
+        # minutes: a retry is the same body signed again now.
+        body = delivery.body.encode("utf-8")
+        event_id = delivery.headers.get(EVENT_ID_HEADER, delivery.event_id)
+        return body, self.signed_headers(event_id, body)
+
+    def change(
+        self, payment: EmulatedPayment, status: str, event_type: str, **data: Any
+    ) -> None:
+        """Set ``status`` (inside the caller's transaction) and post the
+        webhook after the commit."""
+        payment.status = status
+        payment.data = {**payment.data, **data}
+        payment.save(update_fields=["status", "data"])
+        self.webhook(payment, event_type)
+
+    def expire_if_due(self, payment: EmulatedPayment) -> EmulatedPayment:
+        """A pending payment past ``expires_at`` expires when it is next read."""
+        if payment.status != PENDING or not payment.is_expired_at(clock.now()):
+            return payment
+        with transaction.atomic():
+            locked = self.get_payment(payment.external_id, lock=True)
+            if locked.status == PENDING:
+                self.change(locked, EXPIRED, "payment.expired")
+        return locked
+
+    # --- the pay page -------------------------------------------------------
+
+    def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
+        if payment.status != PENDING:
+            return []
+        return [
+            Action("pay", gettext_lazy("Pay"), "primary"),
+            Action("decline", gettext_lazy("Decline"), "danger"),
+            Action("expire", gettext_lazy("Let expire"), "secondary"),
+        ]
+
+    def perform_action(
+        self, request: HttpRequest, payment: EmulatedPayment, action: str
+    ) -> str | None:
+        with transaction.atomic():
+            locked = self.get_payment(payment.external_id, lock=True)
+            if locked.status != PENDING:
+                raise ActionRefused(_("This payment is no longer waiting for payment."))
+            if action == "pay":
+                self.change(locked, SUCCEEDED, "payment.succeeded")
+            elif action == "decline":
+                self.change(
+                    locked,
+                    FAILED,
+                    "payment.failed",
+                    failure_reason="declined by the customer",
+                )
+            elif action == "expire":
+                self.change(locked, EXPIRED, "payment.expired")
+        return None
+
+
+emulator = SandboxEmulator()
+
+
+# --- views ---------------------------------------------------------------------
+
+
+def _validated_create(body: dict[str, Any]) -> dict[str, Any]:
+    for name in body:
+        if name not in CREATE_FIELDS:
+            raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
+    values: dict[str, Any] = {}
+    for name, (required, longest) in CREATE_FIELDS.items():
+        value = body.get(name)
+        if value is None and not required and name not in body:
+            values[name] = ""
+            continue
+        if not isinstance(value, str):
+            raise _invalid(
+                name,
+                _("%(field)s must be a string.") % {"field": name}
+                if name in body
+                else _("%(field)s is required.") % {"field": name},
+            )
+        if required and not value.strip():
+            raise _invalid(name, _("%(field)s is required.") % {"field": name})
+        if len(value) > longest:
+            raise _invalid(
+                name,
+                _("%(field)s is longer than %(max)d characters.")
+                % {"field": name, "max": longest},
+            )
+        values[name] = value
+    if values["currency"] not in CURRENCIES:
+        raise _invalid(
+            "currency",
+            _("currency must be one of %(list)s.") % {"list": ", ".join(CURRENCIES)},
+        )
+    values["amount"] = _amount(values["amount"], values["currency"])
+    if values["customer_email"]:
+        try:
+            validate_email(values["customer_email"])
+        except ValidationError:
+            raise _invalid(
+                "customer_email", _("customer_email is not an e-mail address.")
+            ) from None
+    for name in ("return_url", "webhook_url"):
+        if values[name]:
+            _url(values[name], name)
+    return values
+
+
+@emulator.endpoint("create", methods=("POST",), idempotent=True)
+def create_payment(request: HttpRequest) -> HttpResponse:
+    values = _validated_create(emulator.json_body(request))
+    external_id = emulator.new_id("pay")
+    lifetime = int(emulator.config["payment_lifetime"])
+    now = clock.now()
+    payment = EmulatedPayment.objects.create(
+        slug=emulator.slug,
+        external_id=external_id,
+        status=PENDING,
+        created_at=now,
+        expires_at=now + timedelta(seconds=lifetime),
+        data={"payment_url": emulator.absolute_url(request, "pay", external_id)},
+        **values,
+    )
+    return JsonResponse(emulator.payment_object(payment), status=201)
+
+
+@emulator.endpoint("get", methods=("GET",))
+def get_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
+    payment = emulator.expire_if_due(emulator.get_payment(payment_id))
+    return JsonResponse(emulator.payment_object(payment))
+
+
+@emulator.endpoint("refund", methods=("POST",), idempotent=True)
+def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
+    body = emulator.json_body(request)
+    for name in body:
+        if name != "amount":
+            raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
+    if "amount" not in body:
+        raise _invalid("amount", _("amount is required."))
+    emulator.expire_if_due(emulator.get_payment(payment_id))
+    with transaction.atomic():
+        payment = emulator.get_payment(payment_id, lock=True)
+        amount = _amount(body["amount"], payment.currency)
+        if payment.status != SUCCEEDED:
+            raise EmulatorError(
+                409,
+                "invalid_state",
+                _("Only a succeeded payment can be refunded; this one is %(status)s.")
+                % {"status": payment.status},
+            )
+        if amount > payment.refundable_amount:
+            raise _invalid(
+                "amount",
+                _("amount %(amount)s exceeds what is left to refund (%(left)s).")
+                % {
+                    "amount": format_amount(amount, payment.currency),
+                    "left": format_amount(payment.refundable_amount, payment.currency),
+                },
+            )
+        refund = {
+            "id": emulator.new_id("re"),
+            "amount": format_amount(amount, payment.currency),
+            "created_at": clock.now().isoformat(),
+        }
+        payment.refunded_amount += amount
+        if payment.refunded_amount == payment.amount:
+            payment.status = REFUNDED
+        payment.data = {
+            **payment.data,
+            "refunds": [*payment.data.get("refunds", []), refund],
+        }
+        payment.save(update_fields=["refunded_amount", "status", "data"])
+        emulator.webhook(payment, "payment.refunded")
+    return JsonResponse(
+        {
+            "id": refund["id"],
+            "amount": refund["amount"],
+            "payment": emulator.payment_object(payment),
+        },
+        status=201,
+    )
+
+
+@emulator.endpoint("cancel", methods=("POST",), idempotent=True)
+def cancel_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
+    body = emulator.json_body(request, empty=True)
+    for name in body:
+        raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
+    emulator.expire_if_due(emulator.get_payment(payment_id))
+    with transaction.atomic():
+        payment = emulator.get_payment(payment_id, lock=True)
+        if payment.status != PENDING:
+            raise EmulatorError(
+                409,
+                "invalid_state",
+                _("Only a pending payment can be cancelled; this one is %(status)s.")
+                % {"status": payment.status},
+            )
+        emulator.change(payment, CANCELLED, "payment.cancelled")
+    return JsonResponse(emulator.payment_object(payment))
+
+
+@emulator.endpoint("pay_page", methods=("GET", "POST"), auth=False, csrf=True)
+def pay_page(request: HttpRequest, payment_id: str) -> HttpResponse:
+    try:
+        payment = emulator.expire_if_due(emulator.get_payment(payment_id))
+    except EmulatorError:
+        raise Http404(_("No such payment.")) from None
+    return emulator.pay_page(request, payment)
+
+
+urlpatterns = [
+    path("api/payments", create_payment, name="create"),
+    path("api/payments/<str:payment_id>", get_payment, name="payment"),
+    path("api/payments/<str:payment_id>/refunds", refund_payment, name="refunds"),
+    path("api/payments/<str:payment_id>/cancel", cancel_payment, name="cancel"),
+    path("pay/<str:payment_id>/", pay_page, name="pay"),
+]
