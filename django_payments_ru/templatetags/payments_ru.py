@@ -1,0 +1,128 @@
+"""``{% load payments_ru %}{% payment_button invoice %}``.
+
+Renders how the customer reaches the provider, from the invoice's
+:class:`~django_payments_ru.providers.base.Checkout`: a link for a redirect
+checkout, an auto-submitting form for a POST checkout. Optional arguments:
+
+``label``
+    The button text (default: "Pay with <provider>").
+``css_class``
+    Extra CSS classes of the link or the form's button.
+``autosubmit``
+    ``False`` renders a POST checkout without the script that submits it, for a
+    page that shows the button first (the form carries
+    ``data-payments-ru-autosubmit="false"`` either way, for a page's own script).
+
+The tag never raises: an invoice that cannot be paid renders its status, and a
+provider failure renders a short error message (and is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from django import template
+from django.core.exceptions import ImproperlyConfigured
+from django.template.loader import get_template
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import services
+from ..exceptions import PaymentsError
+from ..models import Invoice
+from ..providers.base import Checkout
+from ..status import PAYABLE, InvoiceStatus
+
+logger = logging.getLogger("django_payments_ru")
+register = template.Library()
+
+TEMPLATE = "django_payments_ru/payment_button.html"
+
+
+def _usable(checkout: Checkout | None, invoice: Invoice) -> bool:
+    """The stored checkout still leads to a payment page."""
+    if checkout is None or invoice.status == InvoiceStatus.FAILED:
+        # After a failure the provider wants a new attempt (services.start_payment).
+        return False
+    return checkout.expires_at is None or checkout.expires_at > timezone.now()
+
+
+def _safe_url(url: str) -> bool:
+    # A provider answer is data from the network: never let it put a
+    # ``javascript:`` URL into the shop's page.
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _display_name(invoice: Invoice) -> str:
+    try:
+        return invoice.get_provider().display_name or invoice.provider
+    except ImproperlyConfigured:
+        return invoice.provider
+
+
+def _checkout(invoice: Invoice, request: Any) -> Checkout:
+    checkout = invoice.get_checkout()
+    if _usable(checkout, invoice):
+        assert checkout is not None
+        return checkout
+    return services.start_payment(invoice, request)
+
+
+@register.simple_tag(takes_context=True)
+def payment_button(
+    context: template.Context,
+    invoice: Invoice | None,
+    label: str | None = None,
+    css_class: str = "",
+    autosubmit: bool = True,
+) -> str:
+    """The pay button (or status, or error) of ``invoice``."""
+    if not isinstance(invoice, Invoice):
+        # ``{% payment_button order.invoice %}`` before the order has one.
+        return ""
+    request = context.get("request")
+    values: dict[str, Any] = {
+        "invoice": invoice,
+        "css_class": css_class,
+        "autosubmit": bool(autosubmit),
+        "dom_id": f"payments-ru-checkout-{invoice.uuid}",
+        "nonce": getattr(request, "csp_nonce", "") if request is not None else "",
+    }
+    if invoice.status not in PAYABLE:
+        values["state"] = "status"
+        return get_template(TEMPLATE).render(values)
+    try:
+        checkout = _checkout(invoice, request)
+        if not _safe_url(checkout.url):
+            raise PaymentsError(
+                "The provider returned a payment URL that is not http(s).",
+                provider=invoice.provider,
+            )
+    except (PaymentsError, ImproperlyConfigured) as exc:
+        logger.warning(
+            "Cannot render the payment button of invoice %s: %s: %s",
+            invoice.uuid,
+            type(exc).__name__,
+            exc,
+        )
+        # start_payment re-read the invoice: a webhook may have just paid it.
+        values["state"] = "status" if invoice.status not in PAYABLE else "error"
+        return get_template(TEMPLATE).render(values)
+    except Exception:
+        # A template must not turn a provider bug into an error page for the shop.
+        logger.exception("Cannot render the payment button of invoice %s", invoice.uuid)
+        values["state"] = "error"
+        return get_template(TEMPLATE).render(values)
+    values.update(
+        state="checkout",
+        checkout=checkout,
+        # A list of pairs: a template lookup of ``fields.items`` would return a
+        # field named "items" instead of calling the method.
+        fields=list(checkout.fields.items()),
+        label=label
+        or _("Pay with %(provider)s") % {"provider": _display_name(invoice)},
+    )
+    return get_template(TEMPLATE).render(values)

@@ -1,0 +1,386 @@
+"""System checks for PAYMENTS_RU: one id per problem, each with a hint."""
+
+from __future__ import annotations
+
+import copy
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.checks import Error, Warning
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_payments_ru.checks import check_payments_settings
+
+SANDBOX = "django_payments_ru.providers.sandbox.Provider"
+
+
+def sandbox_options(**changes: Any) -> dict[str, Any]:
+    options = {
+        "base_url": "http://testserver/emulator/sandbox/",
+        "api_key": "sk_test",
+        "webhook_secret": "whsec_test",
+    }
+    options.update(changes)
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def config(**changes: Any) -> dict[str, Any]:
+    """The test settings' PAYMENTS_RU with ``changes`` (None removes a key)."""
+    value = copy.deepcopy(settings.PAYMENTS_RU)
+    value.update(changes)
+    return {key: item for key, item in value.items() if item is not None}
+
+
+def providers(**entries: Any) -> dict[str, Any]:
+    return config(PROVIDERS=entries)
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [message.id for message in messages]
+
+
+def run(value: Any, **more_settings: Any) -> list[Any]:
+    with override_settings(PAYMENTS_RU=value, **more_settings):
+        return check_payments_settings(None)
+
+
+def test_the_test_settings_pass() -> None:
+    assert check_payments_settings(None) == []
+
+
+def test_every_message_names_the_setting_in_its_hint() -> None:
+    messages = [
+        *run(["not a dict"]),
+        *run(config(PROVIDER={})),
+        *run(config(PROVIDERS=[])),
+        *run(providers(a={"OPTIONS": {}})),
+        *run(providers(a={"BACKEND": "no.such.Module"})),
+        *run(providers(a={"BACKEND": "decimal.Decimal"})),
+        *run(providers(a={"BACKEND": SANDBOX, "OPTIONS": []})),
+        *run(providers(a={"BACKEND": SANDBOX, "OPTIONS": {}})),
+        *run(
+            providers(
+                a={"BACKEND": SANDBOX, "OPTIONS": sandbox_options(webhook_secret="")}
+            )
+        ),
+        *run(config(WEBHOOK_PROCESSING="rq")),
+        *run(config(BASE_URL="shop.example.com")),
+        *run(config(BASE_URL="")),
+        *run(config(HTTP_TIMEOUT=0)),
+        *run(config(HTTP_RETRIES=-1)),
+        *run(config(HTTP_MAX_RETRY_AFTER="soon")),
+        *run(config(CACHE="redis")),
+        *run(providers(**{"a/b": {"BACKEND": SANDBOX, "OPTIONS": sandbox_options()}})),
+    ]
+    found = sorted(set(ids(messages)))
+    assert found == sorted(
+        [f"payments_ru.E{n:03d}" for n in range(1, 16)]
+        + ["payments_ru.W001", "payments_ru.W002"]
+    )
+    for message in messages:
+        assert message.id.startswith("payments_ru.")
+        assert message.hint
+        assert "PAYMENTS_RU" in message.msg + message.hint
+
+
+def test_e001_not_a_dict() -> None:
+    [message] = run("sandbox")
+    assert isinstance(message, Error)
+    assert message.id == "payments_ru.E001"
+    assert "must be a dict, not str" in message.msg
+
+
+def test_an_empty_or_missing_setting_is_fine() -> None:
+    assert run({}) == []
+    assert run(None) == []
+    with override_settings():
+        del settings.PAYMENTS_RU
+        assert check_payments_settings(None) == []
+
+
+def test_w001_unknown_top_level_key() -> None:
+    [message] = run(config(WEBHOOKS_PROCESSING="celery"))
+    assert isinstance(message, Warning)
+    assert message.id == "payments_ru.W001"
+    assert "'WEBHOOKS_PROCESSING'" in message.msg
+    assert "WEBHOOK_PROCESSING" in message.hint
+
+
+def test_e002_providers_not_a_dict() -> None:
+    assert ids(run(config(PROVIDERS=["sandbox"]))) == ["payments_ru.E002"]
+
+
+@pytest.mark.parametrize("entry", ["sandbox", {}, {"OPTIONS": {}}, {"BACKEND": 42}])
+def test_e003_entry_without_backend(entry: Any) -> None:
+    [message] = run(providers(pay=entry))
+    assert message.id == "payments_ru.E003"
+    assert "PAYMENTS_RU['PROVIDERS']['pay']" in message.msg
+    assert "BACKEND" in message.hint
+
+
+def test_e004_backend_that_cannot_be_imported() -> None:
+    [message] = run(
+        providers(
+            pay={
+                "BACKEND": "django_payments_ru.providers.nosuch.Provider",
+                "OPTIONS": {},
+            }
+        )
+    )
+    assert message.id == "payments_ru.E004"
+    assert "'django_payments_ru.providers.nosuch.Provider' cannot be imported" in (
+        message.msg
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "decimal.Decimal",
+        "django_payments_ru.providers.base.Checkout",
+        "django_payments_ru.checks.check_payments_settings",
+    ],
+)
+def test_e005_backend_that_is_not_a_provider(path: str) -> None:
+    [message] = run(providers(pay={"BACKEND": path, "OPTIONS": {}}))
+    assert message.id == "payments_ru.E005"
+    assert "BaseProvider" in message.msg
+
+
+def test_e006_options_not_a_dict() -> None:
+    [message] = run(providers(pay={"BACKEND": SANDBOX, "OPTIONS": "api_key=1"}))
+    assert message.id == "payments_ru.E006"
+
+
+def test_e007_one_message_per_missing_or_unknown_option() -> None:
+    messages = run(
+        providers(
+            pay={
+                "BACKEND": SANDBOX,
+                "OPTIONS": sandbox_options(
+                    api_key=None,
+                    webhook_secret=None,
+                    apikey="sk",
+                    webhook_tolerance="300",
+                ),
+            }
+        )
+    )
+    assert ids(messages) == ["payments_ru.E007"] * 4
+    text = "\n".join(message.msg for message in messages)
+    assert "Unknown option 'apikey'" in text
+    assert "PAYMENTS_RU['PROVIDERS']['pay']['OPTIONS']['api_key']" in text
+    assert "PAYMENTS_RU['PROVIDERS']['pay']['OPTIONS']['webhook_secret']" in text
+    assert "['OPTIONS']['webhook_tolerance'] must be" in text
+    assert all(message.obj == SANDBOX for message in messages)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        sandbox_options(webhook_secret=""),
+        sandbox_options(webhook_secret="   "),
+        sandbox_options(api_key=""),
+        sandbox_options(previous_webhook_secrets=["old", ""]),
+    ],
+)
+def test_e008_empty_secret_with_debug_off(options: dict[str, Any]) -> None:
+    value = providers(pay={"BACKEND": SANDBOX, "OPTIONS": options})
+    [message] = run(value, DEBUG=False)
+    assert message.id == "payments_ru.E008"
+    assert "is empty" in message.msg
+    assert "PAYMENTS_RU['PROVIDERS']['pay']['OPTIONS']" in message.hint
+    # While developing, an empty secret is allowed.
+    assert run(value, DEBUG=True) == []
+
+
+def test_e008_ignores_secrets_that_are_set_and_non_secret_options() -> None:
+    options = sandbox_options(previous_webhook_secrets=[])
+    assert run(providers(pay={"BACKEND": SANDBOX, "OPTIONS": options})) == []
+    # base_url is not a secret: empty, it is not E008's business.
+    messages = run(
+        providers(pay={"BACKEND": SANDBOX, "OPTIONS": sandbox_options(base_url="")})
+    )
+    assert "payments_ru.E008" not in ids(messages)
+
+
+@pytest.mark.parametrize("mode", ["rq", "", None, "SYNC"])
+def test_e009_webhook_processing(mode: Any) -> None:
+    value = config()
+    value["WEBHOOK_PROCESSING"] = mode
+    assert ids(run(value)) == ["payments_ru.E009"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "celery"])
+def test_e009_accepts_the_documented_modes(mode: str) -> None:
+    assert run(config(WEBHOOK_PROCESSING=mode)) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "shop.example.com",
+        "/payments",
+        "ftp://shop.example.com",
+        "https://",
+        42,
+        ["https://shop.example.com"],
+    ],
+)
+def test_e010_base_url_not_absolute_http(url: Any) -> None:
+    [message] = run(config(BASE_URL=url))
+    assert message.id == "payments_ru.E010"
+    assert "https://shop.example.com" in message.hint
+
+
+@pytest.mark.parametrize(
+    "url", ["https://shop.example.com", "http://127.0.0.1:8000", "https://a.b/shop/"]
+)
+def test_e010_accepts_absolute_urls(url: str) -> None:
+    assert run(config(BASE_URL=url)) == []
+
+
+def test_w002_empty_base_url() -> None:
+    [message] = run(config(BASE_URL=""))
+    assert isinstance(message, Warning)
+    assert message.id == "payments_ru.W002"
+    assert "outside a request" in message.hint
+    assert run(config(BASE_URL=None)) == [message]
+    # Nothing configured yet, nothing to build URLs for.
+    assert run({"PROVIDERS": {}}) == []
+
+
+@pytest.mark.parametrize(
+    "timeout", [0, -1, "5", None, True, (5,), (5, 0), (5, 30, 60), [1, "30"]]
+)
+def test_e011_http_timeout(timeout: Any) -> None:
+    value = config()
+    value["HTTP_TIMEOUT"] = timeout
+    assert ids(run(value)) == ["payments_ru.E011"]
+
+
+@pytest.mark.parametrize("timeout", [10, 2.5, (3, 30), [3.0, 60]])
+def test_e011_accepts_a_number_or_a_pair(timeout: Any) -> None:
+    assert run(config(HTTP_TIMEOUT=timeout)) == []
+
+
+@pytest.mark.parametrize("retries", [-1, "3", 1.5, True])
+def test_e012_http_retries(retries: Any) -> None:
+    assert ids(run(config(HTTP_RETRIES=retries))) == ["payments_ru.E012"]
+
+
+@pytest.mark.parametrize("wait", [-1, "30", True])
+def test_e013_http_max_retry_after(wait: Any) -> None:
+    assert ids(run(config(HTTP_MAX_RETRY_AFTER=wait))) == ["payments_ru.E013"]
+
+
+def test_e012_e013_accept_zero() -> None:
+    assert run(config(HTTP_RETRIES=0, HTTP_MAX_RETRY_AFTER=0)) == []
+
+
+def test_e014_cache_alias() -> None:
+    [message] = run(config(CACHE="tokens"))
+    assert message.id == "payments_ru.E014"
+    assert "'default'" in message.hint
+
+
+@pytest.mark.parametrize("alias", ["a/b", "pay now", "", 7])
+def test_e015_alias_unusable_in_a_url(alias: Any) -> None:
+    value = config(
+        PROVIDERS={alias: {"BACKEND": SANDBOX, "OPTIONS": sandbox_options()}}
+    )
+    assert ids(run(value)) == ["payments_ru.E015"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    value = {
+        "PROVIDERS": {
+            "one": {"BACKEND": "no.such.Provider"},
+            "two": {"BACKEND": SANDBOX, "OPTIONS": {}},
+        },
+        "BASE_URL": "nope",
+        "WEBHOOK_PROCESSING": "later",
+        "TYPO": 1,
+    }
+    assert sorted(ids(run(value))) == [
+        "payments_ru.E004",
+        "payments_ru.E007",
+        "payments_ru.E007",
+        "payments_ru.E007",
+        "payments_ru.E009",
+        "payments_ru.E010",
+        "payments_ru.W001",
+    ]
+
+
+# --- through manage.py check ----------------------------------------------------
+
+
+def test_manage_py_check_passes_with_the_test_settings() -> None:
+    out = StringIO()
+    call_command("check", stdout=out, stderr=StringIO())
+    assert "no issues" in out.getvalue()
+
+
+def test_manage_py_check_fails_on_errors() -> None:
+    value = providers(
+        pay={"BACKEND": SANDBOX, "OPTIONS": sandbox_options(webhook_secret="")}
+    )
+    with (
+        override_settings(PAYMENTS_RU=value, DEBUG=False),
+        pytest.raises(SystemCheckError) as excinfo,
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    text = str(excinfo.value)
+    assert "payments_ru.E008" in text
+    assert "HINT:" in text
+
+
+def test_manage_py_check_prints_warnings() -> None:
+    err = StringIO()
+    with override_settings(PAYMENTS_RU=config(BASE_URL="")):
+        call_command("check", stdout=StringIO(), stderr=err)
+    assert "payments_ru.W002" in err.getvalue()
+
+
+def test_a_warning_can_be_silenced() -> None:
+    err = StringIO()
+    with override_settings(
+        PAYMENTS_RU=config(BASE_URL=""), SILENCED_SYSTEM_CHECKS=["payments_ru.W002"]
+    ):
+        call_command("check", stdout=StringIO(), stderr=err)
+    assert "payments_ru.W002" not in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id"),
+    [
+        ("nope", "payments_ru.E001"),
+        (config(PROVIDERS="nope"), "payments_ru.E002"),
+        (providers(pay={"OPTIONS": {}}), "payments_ru.E003"),
+        (providers(pay={"BACKEND": "x.y.Z"}), "payments_ru.E004"),
+        (providers(pay={"BACKEND": "decimal.Decimal"}), "payments_ru.E005"),
+        (providers(pay={"BACKEND": SANDBOX, "OPTIONS": 1}), "payments_ru.E006"),
+        (providers(pay={"BACKEND": SANDBOX, "OPTIONS": {}}), "payments_ru.E007"),
+        (config(WEBHOOK_PROCESSING="x"), "payments_ru.E009"),
+        (config(BASE_URL="x"), "payments_ru.E010"),
+        (config(HTTP_TIMEOUT="x"), "payments_ru.E011"),
+        (config(HTTP_RETRIES="x"), "payments_ru.E012"),
+        (config(HTTP_MAX_RETRY_AFTER="x"), "payments_ru.E013"),
+        (config(CACHE="x"), "payments_ru.E014"),
+        (
+            providers(**{"a b": {"BACKEND": SANDBOX, "OPTIONS": sandbox_options()}}),
+            "payments_ru.E015",
+        ),
+    ],
+)
+def test_each_error_fails_manage_py_check(value: Any, check_id: str) -> None:
+    with (
+        override_settings(PAYMENTS_RU=value),
+        pytest.raises(SystemCheckError, match=check_id),
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
