@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 from .events import EventType, PaymentEvent
-from .money import DECIMAL_PLACES, MAX_DIGITS
+from .money import DECIMAL_PLACES, MAX_DIGITS, exponent
 from .status import AWAITING, CANCELLABLE, PAID_STATES, InvoiceStatus
 
 if TYPE_CHECKING:
@@ -115,7 +115,8 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         label = self.order_id or str(self.uuid)[:8]
-        return f"{label}: {self.amount} {self.currency} ({self.get_status_display()})"
+        amount = self.quantize(self.amount)
+        return f"{label}: {amount} {self.currency} ({self.get_status_display()})"
 
     # --- helpers ------------------------------------------------------------
 
@@ -148,9 +149,13 @@ class Invoice(models.Model):
     def can_cancel(self) -> bool:
         return self.status in CANCELLABLE
 
+    def quantize(self, value: Decimal) -> Decimal:
+        """``value`` with exactly the currency's decimals (the column keeps 3)."""
+        return value.quantize(Decimal(1).scaleb(-exponent(self.currency)))
+
     @property
     def refundable_amount(self) -> Decimal:
-        return self.paid_amount - self.refunded_amount
+        return self.quantize(self.paid_amount - self.refunded_amount)
 
 
 class Payment(models.Model):

@@ -239,6 +239,7 @@ def _flag(invoice: Invoice, reason: str) -> None:
 
 
 def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
+    want = invoice.quantize(invoice.amount)
     if event.currency and event.currency.upper() != invoice.currency:
         return _("currency %(got)s does not match the invoice's %(want)s") % {
             "got": event.currency,
@@ -247,7 +248,7 @@ def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
     if event.amount is not None and event.amount != invoice.amount:
         return _("amount %(got)s does not match the invoice's %(want)s") % {
             "got": event.amount,
-            "want": invoice.amount,
+            "want": want,
         }
     return ""
 

@@ -1,6 +1,6 @@
 """Settings of the test suite.
 
-``DATABASE_URL`` selects the database (SQLite in memory by default; the CI runs
+``DATABASE_URL`` selects the database (SQLite in a temporary file by default; the CI runs
 the suite again with ``postgres://postgres@127.0.0.1:5432/test``). ``REDIS_URL``
 enables the tests that need Redis; ``CELERY_BROKER_URL`` those that need a real
 Celery worker. Without them those tests are skipped and say why.
@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django_payments_ru",
     "django_payments_ru.emulator",
     "tests.testapp",
+    "shop",  # the example shop (example_project/), for tests/test_e2e.py
 ]
 
 MIDDLEWARE = [
@@ -61,7 +62,14 @@ TEMPLATES = [
     }
 ]
 
-DATABASE_URL = env("DATABASE_URL", default="sqlite://:memory:")
+# SQLite in a file by default, never ":memory:": live-server tests run the server
+# in another thread, and an in-memory name makes Django share one connection
+# between threads.
+DATABASE_URL = env(
+    "DATABASE_URL",
+    default="sqlite:///"
+    + os.path.join(tempfile.gettempdir(), f"payments_ru_{os.getpid()}.sqlite3"),
+)
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # One test database per run, so that concurrent runs never share one.
 _RUN = os.getpid()

@@ -885,12 +885,6 @@ def test_the_admin_speaks_russian(admin_client: Client) -> None:
 def test_add_and_cancel_through_the_sandbox_emulator(
     live_payments: Any, admin_client: Client
 ) -> None:
-    if connection.vendor == "sqlite":
-        # pytest-django starts the session's live server before the test database
-        # exists, sees the ":memory:" name and shares this thread's SQLite
-        # connection with the server thread: the admin client and the emulator
-        # then use one connection from two threads at once.
-        pytest.skip("needs a database the live server does not share: PostgreSQL")
     response = admin_client.post(ADD, add_data(amount="990.00"))
     invoice = Invoice.objects.get()
     assert response.status_code == 302, texts(response)

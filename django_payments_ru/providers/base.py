@@ -103,7 +103,8 @@ class Checkout:
         return {
             "method": self.method,
             "url": self.url,
-            "fields": dict(self.fields),
+            # Pairs, not an object: PostgreSQL's jsonb would reorder the keys.
+            "fields": [[name, value] for name, value in self.fields.items()],
             "payment_id": self.payment_id,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
@@ -114,7 +115,7 @@ class Checkout:
         return cls(
             method=data["method"],
             url=data["url"],
-            fields=data.get("fields") or {},
+            fields=dict(data.get("fields") or {}),
             payment_id=data.get("payment_id", ""),
             expires_at=datetime.fromisoformat(expires) if expires else None,
         )
