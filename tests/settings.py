@@ -1,7 +1,7 @@
 """Settings of the test suite.
 
-``DATABASE_URL`` selects the database (SQLite in a temporary file by default; the CI runs
-the suite again with ``postgres://postgres@127.0.0.1:5432/test``). ``REDIS_URL``
+``DATABASE_URL`` selects the database (SQLite in a temporary file by default; the
+CI runs the suite again with ``postgres://postgres@127.0.0.1:5432/test``). ``REDIS_URL``
 enables the tests that need Redis; ``CELERY_BROKER_URL`` those that need a real
 Celery worker. Without them those tests are skipped and say why.
 """

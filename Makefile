@@ -1,0 +1,73 @@
+# The two commands: `make demo` and `make test`. Both need only Python 3.11 and make.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+EXTRAS := test,lint,docs,postgres,redis
+# Touched after a successful install: pip runs again only when setup.py changes.
+STAMP := $(VENV)/.installed-stamp
+MANAGE := $(PY) example_project/manage.py
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint docs bench migrations-check clean distclean
+
+help:
+	@echo "make demo              the example shop at http://$(HOST):$(PORT)/"
+	@echo "make test              the test suite (SQLite, Celery eager)"
+	@echo "make lint              ruff check, ruff format --check, mypy"
+	@echo "make docs              the Sphinx documentation, warnings are errors"
+	@echo "make bench             the benchmarks"
+	@echo "make migrations-check  fail if a model change lacks its migration"
+	@echo "make clean             remove build artefacts, caches, the demo database"
+	@echo "make distclean         clean, and remove $(VENV)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.py | $(PY)
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: export BASE_URL ?= http://$(HOST):$(PORT)
+demo: $(STAMP)
+	$(MANAGE) migrate --noinput
+	$(MANAGE) demo_superuser --username admin --password admin
+	@echo
+	@echo "  Shop:   $(BASE_URL)/"
+	@echo "  Admin:  $(BASE_URL)/admin/  (user: admin, password: admin)"
+	@echo "  Stop with Ctrl+C."
+	@echo
+	$(MANAGE) runserver $(HOST):$(PORT)
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+
+# An in-memory database: the check needs no data and leaves no file behind.
+migrations-check: $(STAMP)
+	DATABASE_URL=sqlite://:memory: $(MANAGE) makemigrations --check --dry-run
+
+clean:
+	rm -rf build dist *.egg-info docs/_build .pytest_cache .mypy_cache \
+		.ruff_cache .hypothesis .benchmarks .tox example_project/db.sqlite3 \
+		example_project/static
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -f $(STAMP)
+
+distclean: clean
+	rm -rf $(VENV)

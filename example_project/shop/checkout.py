@@ -1,0 +1,105 @@
+"""The order's invoices, one per configured provider, ready to be paid."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+
+from django_payments_ru import services
+from django_payments_ru.conf import payments_settings
+from django_payments_ru.exceptions import PaymentsError
+from django_payments_ru.models import Invoice
+from django_payments_ru.registry import get_provider
+from django_payments_ru.status import PAYABLE
+
+from .models import ENDED, Order, PaymentAttempt
+
+logger = logging.getLogger("shop")
+
+
+@dataclass(frozen=True)
+class PayOption:
+    alias: str
+    name: str
+    invoice: Invoice | None
+    error: str = ""
+
+    @property
+    def payable(self) -> bool:
+        return self.invoice is not None and not self.error
+
+
+def _create_invoice(order: Order, alias: str, request: HttpRequest) -> Invoice:
+    attempt = order.attempts.count() + 1
+    invoice = services.create_invoice(
+        provider=alias,
+        amount=order.amount,
+        currency=order.currency,
+        # One id per attempt: some providers refuse an order id they have seen,
+        # or answer with the old, declined payment.
+        order_id=f"{order.number}-{attempt}",
+        description=_("Order %(number)s: %(product)s")
+        % {"number": order.number, "product": order.product.name},
+        customer_email=order.email,
+        metadata={"shop_order": str(order.uuid)},
+        # The customer comes back to the order page after the provider's page.
+        return_url=request.build_absolute_uri(order.get_absolute_url()),
+    )
+    PaymentAttempt.objects.create(order=order, invoice=invoice)
+    return invoice
+
+
+def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
+    """One option per provider in ``PAYMENTS_RU["PROVIDERS"]``, creating the
+    invoices the order lacks and starting each payment with its provider."""
+    aliases = list(payments_settings.PROVIDERS)
+    invoices: dict[str, Invoice] = {}
+    errors: dict[str, str] = {}
+    with transaction.atomic():
+        # One page view at a time creates this order's invoices: a double
+        # reload must not give the customer two invoices for one provider.
+        Order.objects.select_for_update().only("pk").get(pk=order.pk)
+        latest = order.latest_invoices()
+        for alias in aliases:
+            invoice = latest.get(alias)
+            if invoice is None or invoice.status in ENDED:
+                try:
+                    invoice = _create_invoice(order, alias, request)
+                except PaymentsError as exc:  # e.g. a currency it does not take
+                    logger.warning(
+                        "No %s invoice for order %s: %s", alias, order.number, exc
+                    )
+                    errors[alias] = _("This payment method cannot take this order.")
+                    continue
+            invoices[alias] = invoice
+
+    options = []
+    for alias in aliases:
+        name = get_provider(alias).display_name
+        invoice = invoices.get(alias)
+        error = errors.get(alias, "")
+        if invoice is not None and invoice.status in PAYABLE:
+            try:
+                # Outside the transaction: this calls the provider. A stored,
+                # still valid checkout is reused, so reloads create nothing.
+                services.start_payment(invoice, request)
+            except PaymentsError as exc:
+                logger.warning(
+                    "Starting the %s payment of order %s failed: %s",
+                    alias,
+                    order.number,
+                    exc,
+                )
+                error = _(
+                    "This payment method is not available right now. "
+                    "Please try again in a minute."
+                )
+        elif invoice is not None:
+            # On hold, or paid: nothing for the customer to press.
+            invoice = None
+        options.append(PayOption(alias, name, invoice, error))
+    return options

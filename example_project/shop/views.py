@@ -1,0 +1,39 @@
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from .checkout import payment_options
+from .forms import BuyForm
+from .models import Order, Product
+
+
+def product_list(request: HttpRequest) -> HttpResponse:
+    products = Product.objects.filter(is_active=True)
+    return render(request, "shop/product_list.html", {"products": products})
+
+
+@require_http_methods(["GET", "POST"])
+def buy(request: HttpRequest, pk: int) -> HttpResponse:
+    product = get_object_or_404(Product, pk=pk, is_active=True)
+    form = BuyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        order = Order.objects.create(
+            product=product,
+            amount=product.price,
+            currency=product.currency,
+            email=form.cleaned_data["email"],
+        )
+        return redirect(order)
+    return render(request, "shop/buy.html", {"product": product, "form": form})
+
+
+def order_detail(request: HttpRequest, ref: str) -> HttpResponse:
+    order = get_object_or_404(Order.objects.select_related("product"), uuid=ref)
+    options = [] if order.is_paid else payment_options(order, request)
+    # Read after the payments started: the page shows the stored state.
+    order = (
+        Order.objects.select_related("product")
+        .prefetch_related("attempts__invoice")
+        .get(pk=order.pk)
+    )
+    return render(request, "shop/order.html", {"order": order, "options": options})

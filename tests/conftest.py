@@ -1,0 +1,27 @@
+"""Fixtures shared by the whole suite (keep them few; module helpers live in
+tests/helpers.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+#: The host the test settings point the providers at (Django's test client).
+TESTSERVER = "http://testserver"
+
+
+@pytest.fixture
+def live_payments(live_server, settings):
+    """``PAYMENTS_RU`` pointed at the live server: the providers call the
+    emulators it serves, and the emulators' webhooks and redirects come back to
+    it. Returns the live server."""
+    config = copy.deepcopy(settings.PAYMENTS_RU)
+    for provider in config["PROVIDERS"].values():
+        options = provider.get("OPTIONS", {})
+        for name, value in options.items():
+            if isinstance(value, str) and value.startswith(TESTSERVER):
+                options[name] = live_server.url + value[len(TESTSERVER) :]
+    config["BASE_URL"] = live_server.url
+    settings.PAYMENTS_RU = config
+    return live_server
