@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from ..exceptions import InvalidInput
 from ..money import DECIMAL_PLACES, MAX_DIGITS, format_amount
@@ -126,9 +127,9 @@ class WebhookDelivery(models.Model):
     """One webhook the emulator sends to the merchant, with its attempts."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
+        PENDING = "pending", pgettext_lazy("webhook delivery", "Pending")
         DELIVERED = "delivered", _("Delivered")
-        FAILED = "failed", _("Failed")
+        FAILED = "failed", pgettext_lazy("webhook delivery", "Failed")
 
     slug = models.CharField(_("provider"), max_length=32)
     payment = models.ForeignKey(
