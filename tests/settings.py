@@ -2,8 +2,9 @@
 
 ``DATABASE_URL`` selects the database (SQLite in a temporary file by default; the
 CI runs the suite again with ``postgres://postgres@127.0.0.1:5432/test``). ``REDIS_URL``
-enables the tests that need Redis; ``CELERY_BROKER_URL`` those that need a real
-Celery worker. Without them those tests are skipped and say why.
+enables the tests that need Redis (the cross-process token lock, a real Celery
+worker with Redis as its broker); without it they are skipped and say why. Celery
+runs eagerly everywhere else.
 """
 
 import os
@@ -87,8 +88,8 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_BROKER_URL = "memory://"
+CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 
 SANDBOX_API_KEY = "sk_sandbox_test_canary_4f1c"
