@@ -169,3 +169,79 @@ if env.bool("SANDBOX_ENABLED", default=True):
         "api_keys": [SANDBOX_API_KEY],
         "webhook_secret": SANDBOX_WEBHOOK_SECRET,
     }
+
+# Life-Pay: two aliases, one per surface. "lifepay" takes payments through the
+# A1Lite signed form (signature 2.0); "lifepay_ecom" through ECOM invoices.
+if env.bool("LIFEPAY_ENABLED", default=True):
+    LIFEPAY_SERVICE_ID = env.int("LIFEPAY_SERVICE_ID", default=80715)
+    LIFEPAY_KEY = env(
+        "LIFEPAY_KEY", default="8IR+noSkM/EMr8LNd1JjJd22ltodr6xeIrOImyywNNU="
+    )
+    LIFEPAY_SECRET_KEY = env("LIFEPAY_SECRET_KEY", default="lifepay-demo-secret")
+    LIFEPAY_WEBHOOK_URL = f"{BASE_URL}/payments/webhooks/lifepay/"
+    PAYMENTS_RU["PROVIDERS"]["lifepay"] = {
+        "BACKEND": "django_payments_ru.providers.lifepay.Provider",
+        "OPTIONS": {
+            "surface": "a1lite",
+            "service_id": LIFEPAY_SERVICE_ID,
+            "key": LIFEPAY_KEY,
+            "secret_key": LIFEPAY_SECRET_KEY,
+            "signature_version": "2.0",
+            "webhook_url": LIFEPAY_WEBHOOK_URL,
+            "partner_url": env(
+                "LIFEPAY_PARTNER_URL", default=f"{EMULATOR_URL}lifepay/"
+            ),
+        },
+    }
+    LIFEPAY_ECOM_SERVICE_ID = env.int("LIFEPAY_ECOM_SERVICE_ID", default=80716)
+    LIFEPAY_ECOM_SECRET_KEY = env(
+        "LIFEPAY_ECOM_SECRET_KEY", default="lifepay-ecom-demo-secret"
+    )
+    LIFEPAY_API_KEY = env("LIFEPAY_API_KEY", default="lifepay-demo-api-key")
+    LIFEPAY_ECOM_WEBHOOK_URL = f"{BASE_URL}/payments/webhooks/lifepay_ecom/"
+    PAYMENTS_RU["PROVIDERS"]["lifepay_ecom"] = {
+        "BACKEND": "django_payments_ru.providers.lifepay.Provider",
+        "OPTIONS": {
+            "surface": "ecom",
+            "service_id": LIFEPAY_ECOM_SERVICE_ID,
+            "api_key": LIFEPAY_API_KEY,
+            "secret_key": LIFEPAY_ECOM_SECRET_KEY,
+            "webhook_url": LIFEPAY_ECOM_WEBHOOK_URL,
+            "partner_url": env(
+                "LIFEPAY_PARTNER_URL", default=f"{EMULATOR_URL}lifepay/"
+            ),
+            "api_url": env("LIFEPAY_API_URL", default=f"{EMULATOR_URL}lifepay/v1/"),
+        },
+    }
+    PAYMENTS_RU_EMULATOR["lifepay"] = {
+        "services": [
+            {
+                "service_id": LIFEPAY_SERVICE_ID,
+                "key": LIFEPAY_KEY,
+                "secret_key": LIFEPAY_SECRET_KEY,
+                "signature_version": "2.0",
+                "webhook_url": LIFEPAY_WEBHOOK_URL,
+            },
+            {
+                "service_id": LIFEPAY_ECOM_SERVICE_ID,
+                "secret_key": LIFEPAY_ECOM_SECRET_KEY,
+                "api_key": LIFEPAY_API_KEY,
+                "signature_version": "2.0",
+                "webhook_url": LIFEPAY_ECOM_WEBHOOK_URL,
+            },
+        ]
+    }
+
+# PayConnect: payments created through its API, paid on its hosted page.
+if env.bool("PAYCONNECT_ENABLED", default=True):
+    PAYCONNECT_SECRET_KEY = env("PAYCONNECT_SECRET_KEY", default="sk_test_123")
+    PAYMENTS_RU["PROVIDERS"]["payconnect"] = {
+        "BACKEND": "django_payments_ru.providers.payconnect.Provider",
+        "OPTIONS": {
+            "secret_key": PAYCONNECT_SECRET_KEY,
+            "api_url": env(
+                "PAYCONNECT_API_URL", default=f"{EMULATOR_URL}payconnect/v1/"
+            ),
+        },
+    }
+    PAYMENTS_RU_EMULATOR["payconnect"] = {"secret_keys": [PAYCONNECT_SECRET_KEY]}

@@ -27,6 +27,9 @@ class PayOption:
     name: str
     invoice: Invoice | None
     error: str = ""
+    #: The button's text; set when two aliases share a provider (Life-Pay's
+    #: A1Lite and ECOM aliases), so that the customer can tell them apart.
+    label: str = ""
 
     @property
     def payable(self) -> bool:
@@ -77,9 +80,16 @@ def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
                     continue
             invoices[alias] = invoice
 
+    names = {alias: get_provider(alias).display_name for alias in aliases}
+    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
     options = []
     for alias in aliases:
-        name = get_provider(alias).display_name
+        name = names[alias]
+        label = (
+            _("Pay with %(provider)s") % {"provider": f"{name} ({alias})"}
+            if name in shared
+            else ""
+        )
         invoice = invoices.get(alias)
         error = errors.get(alias, "")
         if invoice is not None and invoice.status in PAYABLE:
@@ -101,5 +111,5 @@ def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
         elif invoice is not None:
             # On hold, or paid: nothing for the customer to press.
             invoice = None
-        options.append(PayOption(alias, name, invoice, error))
+        options.append(PayOption(alias, name, invoice, error, label))
     return options
