@@ -91,3 +91,69 @@ def test_small_limits_still_hold():
         sent.append(time.now)
     for i, start in enumerate(sent):
         assert len([t for t in sent[i:] if t < start + 60]) <= 3
+
+
+def _redis_worker(url, prefix, barrier, results, now):
+    from django.test import override_settings as override
+
+    redis_cache = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": prefix,
+    }
+    with override(CACHES={"default": redis_cache}):
+        # Every process in the same 6-second window, none willing to wait.
+        shared = RateLimiter(
+            "xproc", limit=100, max_wait=0, clock=lambda: now, sleep=lambda s: None
+        )
+        barrier.wait(10)
+        granted = 0
+        for _ in range(10):
+            try:
+                shared.acquire()
+                granted += 1
+            except ProviderRateLimited:
+                pass
+        results.put(granted)
+
+
+def test_processes_sharing_redis_share_one_budget():
+    import multiprocessing
+
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        pytest.skip(
+            "REDIS_URL is not set: the cross-process limiter needs a shared cache "
+            "(e.g. REDIS_URL=redis://127.0.0.1:6379/0)."
+        )
+    import redis
+
+    prefix = f"test-ratelimit-{uuid.uuid4().hex}"
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(4)
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=_redis_worker,
+            args=(settings.REDIS_URL, prefix, barrier, results, 1_700_000_001.0),
+        )
+        for _ in range(4)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        granted = [results.get(timeout=20) for _ in workers]
+        for worker in workers:
+            worker.join(5)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    assert [w.exitcode for w in workers] == [0] * 4
+    # 40 attempts in one window of a 100-a-minute budget: exactly its quota (9)
+    # get through, however the four processes interleave.
+    assert sum(granted) == 9, granted
