@@ -2,10 +2,14 @@
 
 Everything that moves money or changes a status goes through
 :mod:`django_payments_ru.services`: adding an invoice (created, then started at
-the provider), refreshing, cancelling and refunding it, reprocessing a webhook
-event. The admin itself writes only the merchant's own notes (the "needs
-attention" flag and its note), under a row lock and with ``update_fields``, so a
-webhook processed while the page was open is never overwritten.
+the provider), refreshing, cancelling and refunding it, capturing or releasing a
+hold, reprocessing a webhook event. A provider may add its own forms to an
+invoice's page (:meth:`BaseProvider.admin_forms
+<django_payments_ru.providers.base.BaseProvider.admin_forms>`); their handlers
+call the provider themselves. The admin itself writes only the merchant's own
+notes (the "needs attention" flag and its note), under a row lock and with
+``update_fields``, so a webhook processed while the page was open is never
+overwritten.
 
 Provider options are never shown; webhook payloads are stored already redacted.
 """
@@ -45,7 +49,7 @@ from . import registry, services
 from .exceptions import InvalidInput, PaymentsError
 from .models import Invoice, Payment, WebhookEvent
 from .money import format_amount
-from .providers.base import Capability
+from .providers.base import AdminForm, Capability
 from .status import PAYABLE, InvoiceStatus
 
 logger = logging.getLogger("django_payments_ru")
@@ -252,7 +256,12 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_select_related = False
     date_hierarchy = "created_at"
     list_per_page = 50
-    actions = ("refresh_from_provider", "cancel_invoices")
+    actions = (
+        "refresh_from_provider",
+        "cancel_invoices",
+        "capture_holds",
+        "release_holds",
+    )
     inlines = (PaymentInline, WebhookEventInline)
     form = InvoiceChangeForm
 
@@ -586,6 +595,9 @@ class InvoiceAdmin(admin.ModelAdmin):
             provider = invoice.get_provider()
         except ImproperlyConfigured:
             return context  # nothing can be asked of a provider that is gone
+        holds = invoice.status == InvoiceStatus.ON_HOLD and provider.supports(
+            Capability.HOLD
+        )
         expired = (
             checkout is not None
             and checkout.expires_at is not None
@@ -601,8 +613,32 @@ class InvoiceAdmin(admin.ModelAdmin):
                 and invoice.refundable_amount > 0
                 and provider.supports(Capability.REFUND)
             ),
+            payments_ru_can_capture=holds,
+            payments_ru_can_release=holds,
+            payments_ru_forms=[
+                {"url": self._form_url(invoice, spec), "label": spec.label}
+                for spec in self._admin_forms(invoice)
+            ],
         )
         return context
+
+    def _admin_forms(self, invoice: Invoice) -> list[AdminForm]:
+        """The provider's extra forms for ``invoice`` (none if it cannot say)."""
+        try:
+            return list(invoice.get_provider().admin_forms(invoice))
+        except ImproperlyConfigured:
+            return []
+        except Exception:
+            # A broken hook must not take the invoice's page down with it.
+            logger.exception("admin_forms() of invoice %s failed", invoice.uuid)
+            return []
+
+    def _form_url(self, invoice: Invoice, spec: AdminForm) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_provider_form",
+            args=[invoice.pk, spec.slug],
+            current_app=self.admin_site.name,
+        )
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
@@ -612,6 +648,11 @@ class InvoiceAdmin(admin.ModelAdmin):
                 "<path:object_id>/refund/",
                 wrap(self.refund_view),
                 name="{}_{}_refund".format(*info),
+            ),
+            path(
+                "<path:object_id>/form/<slug:slug>/",
+                wrap(self.provider_form_view),
+                name="{}_{}_provider_form".format(*info),
             ),
             path(
                 "<path:object_id>/operation/<str:operation>/",
@@ -654,6 +695,10 @@ class InvoiceAdmin(admin.ModelAdmin):
             elif operation == "start":
                 services.start_payment(invoice, request)
                 invoice.refresh_from_db()
+            elif operation == "capture":
+                invoice = services.capture_invoice(invoice)
+            elif operation == "release":
+                invoice = services.release_invoice(invoice)
             else:  # pragma: no cover - URLs and actions name only these
                 raise ValueError(operation)
         except Exception as exc:
@@ -672,6 +717,8 @@ class InvoiceAdmin(admin.ModelAdmin):
             "refresh": _("refreshed from the provider"),
             "cancel": _("cancelled"),
             "start": _("payment started"),
+            "capture": _("hold captured"),
+            "release": _("hold released"),
         }[operation]
         after = invoice.get_status_display()
         self.log_change(request, invoice, done)
@@ -707,13 +754,24 @@ class InvoiceAdmin(admin.ModelAdmin):
         for invoice in queryset:
             self._run(request, invoice, "cancel")
 
+    @admin.action(description=gettext_lazy("Capture hold"), permissions=["change"])
+    def capture_holds(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            self._run(request, invoice, "capture")
+
+    @admin.action(description=gettext_lazy("Release hold"), permissions=["change"])
+    def release_holds(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            self._run(request, invoice, "release")
+
     def operation_view(
         self, request: HttpRequest, object_id: str, operation: str
     ) -> HttpResponse:
-        """The change page's "Refresh", "Cancel" and "Start payment" buttons."""
+        """The change page's "Refresh", "Cancel", "Start payment", "Capture hold"
+        and "Release hold" buttons."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if operation not in ("refresh", "cancel", "start"):
+        if operation not in ("refresh", "cancel", "start", "capture", "release"):
             raise Http404(_("No such operation."))
         invoice = self._get_for_operation(request, object_id)
         self._run(request, invoice, operation)
@@ -780,6 +838,80 @@ class InvoiceAdmin(admin.ModelAdmin):
             "amount": amount_text,
             "currency": invoice.currency,
             "status": invoice.get_status_display(),
+        }
+        self.log_change(request, invoice, message)
+        self.message_user(request, message, messages.SUCCESS)
+        return True
+
+    # --- the providers' own forms -----------------------------------------------
+
+    def provider_form_view(
+        self, request: HttpRequest, object_id: str, slug: str
+    ) -> HttpResponse:
+        """One of the forms the invoice's provider offers
+        (:meth:`~django_payments_ru.providers.base.BaseProvider.admin_forms`):
+        shown filled in from the invoice, handled by the provider on submit."""
+        invoice = self._get_for_operation(request, object_id)
+        spec = next((f for f in self._admin_forms(invoice) if f.slug == slug), None)
+        if spec is None:
+            raise Http404(_("No such form for this invoice."))
+        initial = spec.initial_for(invoice)
+        if request.method == "POST":
+            form = spec.form_class(request.POST, initial=initial)
+            if form.is_valid() and self._handle_form(request, invoice, spec, form):
+                return HttpResponseRedirect(self._change_url(invoice))
+        else:
+            form = spec.form_class(initial=initial)
+        # A plain Form serves AdminForm (see add_view).
+        admin_form = helpers.AdminForm(
+            form,  # type: ignore[arg-type]
+            [(None, {"fields": list(form.fields)})],
+            {},
+            (),
+            model_admin=self,
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{spec.label}: {_label(invoice)}",
+            "subtitle": None,
+            "form_label": spec.label,
+            "help_text": spec.help_text,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "original": invoice,
+            "form": form,
+            "adminform": admin_form,
+            "change_url": self._change_url(invoice),
+            "media": self.media + admin_form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/django_payments_ru/invoice/provider_form.html", context
+        )
+
+    def _handle_form(
+        self,
+        request: HttpRequest,
+        invoice: Invoice,
+        spec: AdminForm,
+        form: forms.Form,
+    ) -> bool:
+        try:
+            result = spec.handle(invoice, form.cleaned_data)
+        except InvalidInput as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            return False
+        except Exception as exc:
+            if not isinstance(exc, OPERATION_ERRORS):
+                logger.exception(
+                    "Admin form %r of invoice %s failed", spec.slug, invoice.uuid
+                )
+            form.add_error(None, _error_text(exc))
+            return False
+        message = _("%(invoice)s, %(form)s: %(result)s") % {
+            "invoice": _label(invoice),
+            "form": spec.label,
+            "result": result or _("done."),
         }
         self.log_change(request, invoice, message)
         self.message_user(request, message, messages.SUCCESS)

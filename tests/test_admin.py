@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django import forms
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.db import connection
@@ -22,9 +24,13 @@ from django.utils import timezone, translation
 from django_payments_ru import admin as payments_admin
 from django_payments_ru import services
 from django_payments_ru.events import EventType, PaymentEvent
-from django_payments_ru.exceptions import ProviderAPIError, ProviderUnavailable
+from django_payments_ru.exceptions import (
+    InvalidInput,
+    ProviderAPIError,
+    ProviderUnavailable,
+)
 from django_payments_ru.models import Invoice, Payment, WebhookEvent
-from django_payments_ru.providers.base import Checkout
+from django_payments_ru.providers.base import AdminForm, Capability, Checkout
 from django_payments_ru.providers.sandbox import Provider as Sandbox
 from django_payments_ru.registry import get_provider
 from django_payments_ru.status import InvoiceStatus
@@ -638,6 +644,331 @@ def test_a_refused_refund_is_shown_on_the_form(
     assert "can be refunded" in str(response.context["form"].non_field_errors())
 
 
+# --- holds ----------------------------------------------------------------------
+
+
+@dataclass
+class FakeHolds:
+    """The sandbox given holds: what its capture and release answer."""
+
+    error: Exception | None = None
+    calls: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def holds(monkeypatch: pytest.MonkeyPatch) -> FakeHolds:
+    fake = FakeHolds()
+
+    def answer(invoice: Invoice, name: str, type_: EventType) -> PaymentEvent:
+        fake.calls.append(name)
+        if fake.error is not None:
+            raise fake.error
+        return event(invoice, type_, dedupe_id=f"{name}:{invoice.uuid}")
+
+    def capture(
+        self: Sandbox, invoice: Invoice, amount: Decimal | None = None
+    ) -> PaymentEvent:
+        return answer(invoice, "capture", EventType.PAID)
+
+    def release(self: Sandbox, invoice: Invoice) -> PaymentEvent:
+        return answer(invoice, "release", EventType.CANCELLED)
+
+    monkeypatch.setattr(
+        Sandbox, "capabilities", Sandbox.capabilities | {Capability.HOLD}
+    )
+    monkeypatch.setattr(Sandbox, "capture", capture)
+    monkeypatch.setattr(Sandbox, "release", release)
+    return fake
+
+
+def held_invoice(amount: str = "100.00", **kwargs: Any) -> Invoice:
+    invoice = make_invoice(amount, **kwargs)
+    services.apply_event(event(invoice, EventType.HELD))
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ON_HOLD
+    return invoice
+
+
+def logged(invoice: Invoice) -> list[str]:
+    return [
+        entry.get_change_message()
+        for entry in LogEntry.objects.filter(object_id=str(invoice.pk)).order_by("pk")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("operation", "status", "done"),
+    [
+        ("capture", InvoiceStatus.PAID, "hold captured; status On hold → Paid."),
+        (
+            "release",
+            InvoiceStatus.CANCELLED,
+            "hold released; status On hold → Cancelled.",
+        ),
+    ],
+)
+def test_capture_and_release_buttons(
+    admin_client: Client, holds: FakeHolds, operation: str, status: str, done: str
+) -> None:
+    invoice = held_invoice("100.00", order_id="HOLD-1")
+    page = admin_client.get(change_url(invoice)).content.decode()
+    assert operation_url(invoice, "capture") in page
+    assert operation_url(invoice, "release") in page
+    assert admin_client.get(operation_url(invoice, operation)).status_code == 405
+
+    response = admin_client.post(operation_url(invoice, operation))
+
+    assert response.status_code == 302
+    assert response["Location"] == change_url(invoice)
+    invoice.refresh_from_db()
+    assert invoice.status == status
+    assert holds.calls == [operation]
+    assert texts(response) == [f"HOLD-1 (100.00 RUB): {done}"]
+    assert logged(invoice) == [done.split(";")[0]]
+    page = admin_client.get(change_url(invoice)).content.decode()
+    assert operation_url(invoice, "capture") not in page
+    assert operation_url(invoice, "release") not in page
+
+
+def test_no_hold_buttons_when_not_on_hold_or_not_supported(
+    admin_client: Client, sandbox: FakeSandbox
+) -> None:
+    held = held_invoice("100.00", order_id="HOLD-2")
+    page = admin_client.get(change_url(held)).content.decode()
+    # The sandbox takes no holds.
+    assert operation_url(held, "capture") not in page
+    assert operation_url(held, "release") not in page
+    response = admin_client.post(operation_url(held, "capture"))
+    assert response.status_code == 302
+    assert texts(response) == [
+        "HOLD-2 (100.00 RUB): [sandbox] Sandbox does not support holds."
+    ]
+    held.refresh_from_db()
+    assert held.status == InvoiceStatus.ON_HOLD
+    assert logged(held) == []
+
+
+def test_no_hold_buttons_for_an_invoice_not_on_hold(
+    admin_client: Client, holds: FakeHolds
+) -> None:
+    invoice = make_invoice("1.00", order_id="NOHOLD")
+    page = admin_client.get(change_url(invoice)).content.decode()
+    assert operation_url(invoice, "capture") not in page
+    assert operation_url(invoice, "release") not in page
+    response = admin_client.post(operation_url(invoice, "release"))
+    assert texts(response) == [
+        "NOHOLD (1.00 RUB): [sandbox] Only an invoice on hold can be released."
+    ]
+    assert holds.calls == []
+
+
+def test_a_refused_capture_is_reported_and_changes_nothing(
+    admin_client: Client, holds: FakeHolds
+) -> None:
+    invoice = held_invoice("100.00", order_id="HOLD-3")
+    holds.error = ProviderAPIError(
+        "The hold has expired.", provider="sandbox", status=409
+    )
+    response = admin_client.post(operation_url(invoice, "capture"))
+    assert response.status_code == 302
+    [message] = texts(response)
+    assert message.startswith("HOLD-3 (100.00 RUB): [sandbox] The hold has expired.")
+    assert "HTTP 409" in message
+    holds.error = RuntimeError("bug")
+    response = admin_client.post(operation_url(invoice, "release"))
+    assert response.status_code == 302
+    assert "RuntimeError" in texts(response)[0]
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ON_HOLD
+    assert logged(invoice) == []
+
+
+def test_capture_and_release_actions_report_each_invoice(
+    admin_client: Client, holds: FakeHolds
+) -> None:
+    first = held_invoice("1.00", order_id="H-1")
+    second = held_invoice("2.00", order_id="H-2")
+    unpaid = make_invoice("3.00", order_id="H-3")
+    response = action(admin_client, "capture_holds", first, unpaid)
+    assert response.status_code == 302
+    messages = texts(response)
+    assert len(messages) == 2
+    assert any(m.startswith("H-1") and "On hold → Paid" in m for m in messages)
+    assert any(m.startswith("H-3") and "on hold can be captured" in m for m in messages)
+    response = action(admin_client, "release_holds", second)
+    assert "On hold → Cancelled" in texts(response)[0]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (
+        InvoiceStatus.PAID,
+        InvoiceStatus.CANCELLED,
+    )
+    assert holds.calls == ["capture", "release"]
+
+
+# --- the providers' own forms ---------------------------------------------------
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(max_length=20)
+    urgent = forms.BooleanField(required=False)
+
+
+@dataclass
+class FakeForms:
+    """What the sandbox's admin form hook offers and answers in these tests."""
+
+    error: Exception | None = None
+    result: str | None = None
+    handled: list[dict[str, Any]] = field(default_factory=list)
+    broken: bool = False
+
+
+@pytest.fixture
+def provider_forms(monkeypatch: pytest.MonkeyPatch) -> FakeForms:
+    fake = FakeForms()
+
+    def handle(invoice: Invoice, data: dict[str, Any]) -> str | None:
+        if fake.error is not None:
+            raise fake.error
+        fake.handled.append(data)
+        return fake.result
+
+    def admin_forms(self: Sandbox, invoice: Invoice) -> list[AdminForm]:
+        if fake.broken:
+            raise RuntimeError("broken hook")
+        return [
+            AdminForm(
+                slug="note",
+                label="Note at the provider",
+                form_class=NoteForm,
+                initial=lambda invoice: {"note": invoice.order_id},
+                handle=handle,
+                help_text="Sent to the provider.",
+            )
+        ]
+
+    monkeypatch.setattr(Sandbox, "admin_forms", admin_forms)
+    return fake
+
+
+def form_url(invoice: Invoice, slug: str = "note") -> str:
+    return reverse(
+        "admin:django_payments_ru_invoice_provider_form", args=[invoice.pk, slug]
+    )
+
+
+def test_base_provider_offers_no_forms() -> None:
+    invoice = make_invoice("1.00")
+    assert get_provider("sandbox").admin_forms(invoice) == []
+    with pytest.raises(ValueError, match="letters, digits"):
+        AdminForm(slug="a/b", label="x", form_class=NoteForm, handle=lambda i, d: None)
+    assert (
+        AdminForm(
+            slug="a", label="x", form_class=NoteForm, handle=lambda i, d: None
+        ).initial_for(invoice)
+        == {}
+    )
+
+
+def test_no_form_buttons_without_the_hook(admin_client: Client) -> None:
+    invoice = make_invoice("1.00")
+    page = admin_client.get(change_url(invoice)).content.decode()
+    assert "/form/" not in page
+    assert admin_client.get(form_url(invoice)).status_code == 404
+
+
+def test_a_provider_form_is_shown_filled_in_and_handled(
+    admin_client: Client, provider_forms: FakeForms
+) -> None:
+    invoice = make_invoice("1.00", order_id="F-1")
+    page = admin_client.get(change_url(invoice)).content.decode()
+    assert f'<a href="{form_url(invoice)}">Note at the provider</a>' in page
+    assert admin_client.get(form_url(invoice, "other")).status_code == 404
+
+    response = admin_client.get(form_url(invoice))
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'value="F-1"' in content
+    assert "Sent to the provider." in content
+    assert "csrfmiddlewaretoken" in content
+
+    response = admin_client.post(form_url(invoice), {"note": "call me", "urgent": "on"})
+
+    assert response.status_code == 302
+    assert response["Location"] == change_url(invoice)
+    assert provider_forms.handled == [{"note": "call me", "urgent": True}]
+    message = "F-1 (1.00 RUB), Note at the provider: done."
+    assert texts(response) == [message]
+    assert logged(invoice) == [message]
+
+    provider_forms.result = "the provider took it."
+    response = admin_client.post(form_url(invoice), {"note": "again"})
+    assert texts(response) == [
+        "F-1 (1.00 RUB), Note at the provider: the provider took it."
+    ]
+
+
+def test_an_invalid_provider_form_is_not_handled(
+    admin_client: Client, provider_forms: FakeForms
+) -> None:
+    invoice = make_invoice("1.00")
+    response = admin_client.post(form_url(invoice), {"note": "x" * 21})
+    assert response.status_code == 200
+    assert response.context["form"].errors["note"]
+    assert provider_forms.handled == []
+
+
+@pytest.mark.parametrize(
+    ("error", "field", "text"),
+    [
+        (
+            InvalidInput("note: too rude.", field="note", provider="sandbox"),
+            "note",
+            "note: too rude.",
+        ),
+        (
+            InvalidInput("order: closed.", field="order", provider="sandbox"),
+            None,
+            "order: closed.",
+        ),
+        (
+            ProviderAPIError("Refused.", provider="sandbox", status=400),
+            None,
+            "[sandbox] Refused. (HTTP 400)",
+        ),
+        (RuntimeError("bug"), None, "Unexpected error (RuntimeError)"),
+    ],
+)
+def test_a_refused_provider_form_shows_the_error(
+    admin_client: Client,
+    provider_forms: FakeForms,
+    error: Exception,
+    field: str | None,
+    text: str,
+) -> None:
+    invoice = make_invoice("1.00")
+    provider_forms.error = error
+    response = admin_client.post(form_url(invoice), {"note": "hello"})
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert list(errors) == [field or "__all__"]
+    assert text in errors[field or "__all__"][0]
+    assert text.split(" (")[0] in response.content.decode()
+    assert logged(invoice) == []
+
+
+def test_a_broken_form_hook_does_not_break_the_page(
+    admin_client: Client, provider_forms: FakeForms
+) -> None:
+    provider_forms.broken = True
+    invoice = make_invoice("1.00")
+    response = admin_client.get(change_url(invoice))
+    assert response.status_code == 200
+    assert "/form/" not in response.content.decode()
+    assert admin_client.get(form_url(invoice)).status_code == 404
+
+
 # --- permissions ----------------------------------------------------------------
 
 
@@ -668,6 +999,23 @@ def test_a_view_only_user_sees_no_operations(
     assert viewer_client.get(ADD).status_code == 403
     assert viewer_client.get(CHANGELIST).context["action_form"] is None
     assert sandbox.calls == []
+
+
+def test_a_view_only_user_cannot_capture_release_or_use_provider_forms(
+    viewer_client: Client, holds: FakeHolds, provider_forms: FakeForms
+) -> None:
+    invoice = held_invoice("100.00")
+    page = viewer_client.get(change_url(invoice)).content.decode()
+    assert operation_url(invoice, "capture") not in page
+    assert form_url(invoice) not in page
+    for operation in ("capture", "release"):
+        assert viewer_client.post(operation_url(invoice, operation)).status_code == 403
+    assert viewer_client.get(form_url(invoice)).status_code == 403
+    assert viewer_client.post(form_url(invoice), {"note": "hi"}).status_code == 403
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.ON_HOLD
+    assert holds.calls == []
+    assert provider_forms.handled == []
 
 
 # --- the webhook inbox ----------------------------------------------------------

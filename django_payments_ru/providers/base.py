@@ -24,7 +24,8 @@ The four shapes the contract covers:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -47,6 +48,9 @@ from ..exceptions import (
 )
 
 if TYPE_CHECKING:
+    from django import forms
+    from django.utils.functional import _StrOrPromise
+
     from ..models import Invoice
     from .http import HttpClient
 
@@ -119,6 +123,68 @@ class Checkout:
             payment_id=data.get("payment_id", ""),
             expires_at=datetime.fromisoformat(expires) if expires else None,
         )
+
+
+_ADMIN_FORM_SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class AdminForm:
+    """An extra form a provider offers on an invoice's admin change page.
+
+    Returned by :meth:`BaseProvider.admin_forms`. The invoice admin shows a button
+    labelled ``label`` on the change page (to users with the change permission on
+    invoices); it opens a page with ``form_class`` filled in from
+    ``initial(invoice)``. When the submitted form is valid, the admin calls
+    ``handle(invoice, cleaned_data)`` outside any database transaction:
+
+    * it returns a short text for the merchant (or ``None`` for a plain "done"),
+      which the admin shows and records in the invoice's history, then goes back
+      to the change page;
+    * it raises :class:`~django_payments_ru.exceptions.PaymentsError` when the
+      change cannot be made: the form is shown again with the error (on the field
+      named by :attr:`InvalidInput.field
+      <django_payments_ru.exceptions.InvalidInput.field>` when the form has that
+      field, else above the form). A handler that is refused saves nothing.
+
+    Example, in a provider::
+
+        def admin_forms(self, invoice):
+            return [
+                AdminForm(
+                    slug="contact",
+                    label=gettext_lazy("Change contact"),
+                    form_class=ContactForm,
+                    initial=lambda invoice: {"email": invoice.customer_email},
+                    handle=lambda invoice, data: self.update(invoice, **data),
+                )
+            ]
+    """
+
+    #: Part of the form page's URL: letters, digits, ``-`` and ``_``; unique among
+    #: the forms of one invoice.
+    slug: str
+    #: The button on the change page and the title of the form page.
+    label: _StrOrPromise
+    #: A :class:`django.forms.Form` subclass, built with ``data`` and ``initial``.
+    form_class: type[forms.Form]
+    #: ``handle(invoice, cleaned_data) -> str | None``; see above.
+    handle: Callable[[Invoice, dict[str, Any]], str | None]
+    #: ``initial(invoice) -> dict``: the form's initial values (default: none).
+    initial: Callable[[Invoice], dict[str, Any]] | None = None
+    #: A sentence shown above the form (default: none).
+    help_text: _StrOrPromise = ""
+
+    def __post_init__(self) -> None:
+        if not _ADMIN_FORM_SLUG.match(self.slug):
+            raise ValueError(
+                f"AdminForm.slug {self.slug!r} may hold only letters, digits, "
+                "'-' and '_'."
+            )
+
+    def initial_for(self, invoice: Invoice) -> dict[str, Any]:
+        """The form's initial values for ``invoice``."""
+        return dict(self.initial(invoice)) if self.initial is not None else {}
 
 
 _MISSING = object()
@@ -318,6 +384,19 @@ class BaseProvider:
         raise NotSupported(
             f"{self.display_name} does not support holds.", provider=self.alias
         )
+
+    # --- the admin ------------------------------------------------------------
+
+    def admin_forms(self, invoice: Invoice) -> list[AdminForm]:
+        """Extra forms the invoice admin offers for ``invoice`` (default: none).
+
+        Override to let merchants change provider-specific things from the
+        invoice's change page, e.g. a contact or a schedule kept at the provider:
+        each :class:`AdminForm` becomes a button there and a page with its form.
+        Called on every display of the change page and of the form page: decide
+        from the invoice and the options only, without calling the provider.
+        """
+        return []
 
     # --- shared helpers -----------------------------------------------------
 

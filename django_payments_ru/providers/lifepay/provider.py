@@ -42,10 +42,11 @@ from ...exceptions import (
     WebhookVerificationError,
 )
 from ...money import format_amount, parse_amount
-from ..base import BaseProvider, Capability, Checkout, Option
+from ..base import AdminForm, BaseProvider, Capability, Checkout, Option
 from ..http import HttpClient
 from ..signing import matches_any
 from ..tokens import Token, TokenCache, fingerprint, jwt_expiry
+from . import forms as admin_forms
 from . import metadata as meta
 from .signature import (
     UNSIGNED_FIELDS,
@@ -900,6 +901,14 @@ class Provider(BaseProvider):
             locked.metadata = {**locked.metadata, "lifepay": options}
             locked.save(update_fields=fields)
         invoice.refresh_from_db()
+
+    def admin_forms(self, invoice: Invoice) -> list[AdminForm]:
+        """ "Change at Life-Pay" (:mod:`.forms`) for an ECOM invoice created at
+        Life-Pay: e-mail, phone, receipt channel, recurrent consent and schedule,
+        sent with :meth:`update_invoice`. None for A1Lite, which has no PATCH."""
+        if self.surface != ECOM or not invoice.provider_payment_id:
+            return []
+        return admin_forms.admin_forms(self, invoice)
 
     def patch_body(
         self, invoice: Invoice, changes: Mapping[str, Any]
