@@ -61,6 +61,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import ConfigurationError
@@ -113,6 +114,13 @@ class Action:
     label: _StrOrPromise
     #: ``primary``, ``secondary`` or ``danger``: how the button looks.
     style: str = "secondary"
+
+
+#: The buttons most pay pages have; an emulator lists the ones its provider knows.
+PAY = Action("pay", gettext_lazy("Pay"), "primary")
+DECLINE = Action("decline", gettext_lazy("Decline"), "danger")
+EXPIRE = Action("expire", gettext_lazy("Let expire"), "secondary")
+HOLD = Action("hold", gettext_lazy("Hold the funds"), "secondary")
 
 
 def bearer_token(request: HttpRequest) -> str:

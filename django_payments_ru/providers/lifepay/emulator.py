@@ -55,7 +55,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ...emulator import clock
-from ...emulator.base import REQUIRED, Action, ActionRefused, Emulator, EmulatorError
+from ...emulator.base import (
+    DECLINE,
+    HOLD,
+    PAY,
+    REQUIRED,
+    Action,
+    ActionRefused,
+    Emulator,
+    EmulatorError,
+)
 from ...emulator.models import EmulatedPayment, WebhookDelivery
 from ...exceptions import InvalidInput
 from ...money import format_amount
@@ -335,11 +344,7 @@ class LifePayEmulator(Emulator):
     def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
         if payment.status not in (OPEN, I_PENDING):
             return []
-        return [
-            Action("pay", gettext_lazy("Pay"), "primary"),
-            Action("decline", gettext_lazy("Decline"), "danger"),
-            Action("hold", gettext_lazy("Hold the funds"), "secondary"),
-        ]
+        return [PAY, DECLINE, HOLD]
 
     def perform_action(
         self, request: HttpRequest, payment: EmulatedPayment, action: str

@@ -63,6 +63,9 @@ from django.views.decorators.csrf import csrf_exempt
 from ...emulator import clock
 from ...emulator.apps import SETTING_NAME
 from ...emulator.base import (
+    DECLINE,
+    EXPIRE,
+    PAY,
     Action,
     ActionRefused,
     Emulator,
@@ -487,11 +490,7 @@ class PayConnectEmulator(Emulator):
     def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
         if payment.status != PENDING:
             return []
-        return [
-            Action("pay", gettext_lazy("Pay"), "primary"),
-            Action("decline", gettext_lazy("Decline"), "danger"),
-            Action("expire", gettext_lazy("Let expire"), "secondary"),
-        ]
+        return [PAY, DECLINE, EXPIRE]
 
     def perform_action(
         self, request: HttpRequest, payment: EmulatedPayment, action: str

@@ -58,6 +58,9 @@ from django.utils.translation import gettext_lazy
 
 from ...emulator import clock
 from ...emulator.base import (
+    DECLINE,
+    EXPIRE,
+    PAY,
     REQUIRED,
     Action,
     ActionRefused,
@@ -222,11 +225,7 @@ class SandboxEmulator(Emulator):
     def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
         if payment.status != PENDING:
             return []
-        return [
-            Action("pay", gettext_lazy("Pay"), "primary"),
-            Action("decline", gettext_lazy("Decline"), "danger"),
-            Action("expire", gettext_lazy("Let expire"), "secondary"),
-        ]
+        return [PAY, DECLINE, EXPIRE]
 
     def perform_action(
         self, request: HttpRequest, payment: EmulatedPayment, action: str
