@@ -17,12 +17,13 @@ Two surfaces, chosen per alias by the ``surface`` option:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -71,6 +72,24 @@ def lifepay_order_id(invoice: Invoice) -> str:
     32 hex digits when it has none (ASSUMPTION L-1: a UUID is unique, which
     lifepay.md §3.2 asks of an order id, and leads back to the invoice)."""
     return invoice.order_id or invoice.uuid.hex
+
+
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _under_alias(method: _M) -> _M:
+    """Errors of the module-level validators name the provider class's slug;
+    the caller needs the alias it configured (``lifepay_ecom``...)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Provider, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except InvalidInput as exc:
+            exc.provider = self.alias
+            raise
+
+    return cast(_M, wrapper)
 
 
 class Provider(BaseProvider):
@@ -253,6 +272,7 @@ class Provider(BaseProvider):
 
     # --- validation ---------------------------------------------------------
 
+    @_under_alias
     def validate_invoice(self, invoice: Invoice) -> None:
         super().validate_invoice(invoice)
         if self.surface == A1LITE:
@@ -342,6 +362,7 @@ class Provider(BaseProvider):
             )
         return fields
 
+    @_under_alias
     def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
         if self.surface == ECOM:
             return self._ecom_start(invoice, request)
@@ -861,6 +882,7 @@ class Provider(BaseProvider):
             raw=data,
         )
 
+    @_under_alias
     def update_invoice(self, invoice: Invoice, **changes: Any) -> None:
         """``PATCH /v1/invoices/<id>`` (lifepay.md §11.4) with any of ``email``,
         ``phone``, ``is_recurrent``, ``send_receipt_through``,

@@ -358,6 +358,7 @@ def test_every_limit_names_the_field_and_sends_nothing(no_http, alias, changes, 
     with pytest.raises(InvalidInput) as caught:
         make(alias, **changes)
     assert field in caught.value.field
+    assert caught.value.provider == alias  # the alias, not the class's slug
     if caught.value.field != "currency":  # the core's own message names it
         assert field.split(".")[-1].split("[")[0] in str(caught.value)
     assert Invoice.objects.count() == before
@@ -388,6 +389,7 @@ def test_patch_limits_send_nothing(no_http, changes, field):
     with pytest.raises(InvalidInput) as caught:
         get_provider("lifepay_ecom").update_invoice(invoice, **changes)
     assert field in caught.value.field
+    assert caught.value.provider == "lifepay_ecom"
     assert no_http == []
 
 
