@@ -522,7 +522,7 @@ def alba_input(request: HttpRequest) -> HttpResponse:
             ) from None
     recurrent = fields.get("recurrent_type", "")
     if recurrent not in ("", "first"):
-        raise _alba_error("common", _("recurrent_type next needs background=1."))
+        raise _alba_error("common", _("recurrent_type must be 'first' ('next' needs background=1)."))
     if recurrent == "first":
         # §8: consent text, offer URL, e-mail, order_id of 6-20 characters.
         if not fields.get("recurrent_comment"):
@@ -738,7 +738,7 @@ def alba_recurrent_change(request: HttpRequest) -> HttpResponse:
         if payment is None:
             raise _alba_error("unknown", _("No such recurrent payment."))
         if payment.data.get("recurrent_cancelled"):
-            raise _alba_error("common", _("The recurrent payment is cancelled."))
+            raise _alba_error("common", _("The recurrent payment is already cancelled."))
         payment.data = {**payment.data, "recurrent_cancelled": True}
         payment.save(update_fields=["data"])
         emulator.notify(payment, emulator.notification(payment, "recurrent_cancel"))
@@ -949,7 +949,7 @@ def ecom_create(request: HttpRequest) -> HttpResponse:
                 _ecom_text(line, "comment", 64)
             total += _ecom_amount(line.get("amount"), f"{at}.amount", Decimal("0.01"))
         if total > values["amount"]:
-            raise _invalid("split_data", _("adds up to more than the amount."))
+            raise _invalid("split_data", _("adds up to more than the invoice amount."))
         values["split_data"] = json.loads(meta.dumps(lines))
     invoice_id = str(uuid.uuid4())
     now = clock.now()

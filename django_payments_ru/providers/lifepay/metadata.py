@@ -309,7 +309,7 @@ def split_lines(options: Mapping[str, Any], amount: Decimal) -> list[dict[str, A
             raise invalid(at, _("must be an object."))
         for key in line:
             if key not in ("order_id", "amount", "comment", "merchant_id"):
-                raise invalid(f"{at}.{key}", _("is not a split field."))
+                raise invalid(f"{at}.{key}", _("is not a field of a split_data line."))
         item: dict[str, Any] = {
             "order_id": text(
                 line.get("order_id"), f"{at}.order_id", longest=64, shortest=1

@@ -634,7 +634,7 @@ class Provider(BaseProvider):
             # The invoice records one paid amount; a partial capture would
             # never match it.
             raise InvalidInput(
-                _("Life-Pay holds are captured in full here (%(amount)s).")
+                _("Life-Pay holds can only be captured in full (%(amount)s).")
                 % {"amount": invoice.amount},
                 field="amount",
                 provider=self.alias,
@@ -762,7 +762,7 @@ class Provider(BaseProvider):
             )
         if invoice.amount < 1:
             raise InvalidInput(
-                _("amount: Life-Pay ECOM invoices are for at least 1."),
+                _("amount: a Life-Pay ECOM invoice is for at least 1 (in major units)."),
                 field="amount",
                 provider=self.alias,
             )
