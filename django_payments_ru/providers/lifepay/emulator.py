@@ -522,7 +522,10 @@ def alba_input(request: HttpRequest) -> HttpResponse:
             ) from None
     recurrent = fields.get("recurrent_type", "")
     if recurrent not in ("", "first"):
-        raise _alba_error("common", _("recurrent_type must be 'first' ('next' needs background=1)."))
+        raise _alba_error(
+            "common",
+            _("recurrent_type must be 'first' ('next' needs background=1)."),
+        )
     if recurrent == "first":
         # §8: consent text, offer URL, e-mail, order_id of 6-20 characters.
         if not fields.get("recurrent_comment"):
@@ -738,7 +741,9 @@ def alba_recurrent_change(request: HttpRequest) -> HttpResponse:
         if payment is None:
             raise _alba_error("unknown", _("No such recurrent payment."))
         if payment.data.get("recurrent_cancelled"):
-            raise _alba_error("common", _("The recurrent payment is already cancelled."))
+            raise _alba_error(
+                "common", _("The recurrent payment is already cancelled.")
+            )
         payment.data = {**payment.data, "recurrent_cancelled": True}
         payment.save(update_fields=["data"])
         emulator.notify(payment, emulator.notification(payment, "recurrent_cancel"))

@@ -762,7 +762,10 @@ class Provider(BaseProvider):
             )
         if invoice.amount < 1:
             raise InvalidInput(
-                _("amount: a Life-Pay ECOM invoice is for at least 1 (in major units)."),
+                _(
+                    "amount: a Life-Pay ECOM invoice is for at least 1 "
+                    "(in major units)."
+                ),
                 field="amount",
                 provider=self.alias,
             )
