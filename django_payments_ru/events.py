@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from .exceptions import InvalidCurrency, WebhookParseError
 
 
 class EventType(models.TextChoices):
@@ -148,3 +151,136 @@ def stable_hash(*parts: object) -> str:
     the same id, so a retry is recognised as a duplicate."""
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+#: The longest :attr:`PaymentEvent.reason` kept: it is only shown to the
+#: merchant, so a longer one is cut rather than refused.
+REASON_MAX = 500
+#: The longest :attr:`PaymentEvent.invoice_ref`. No column holds it (it is
+#: looked up as our invoice's UUID, 36 characters, or its 32 hex digits), so it
+#: is bounded like an order id.
+INVOICE_REF_MAX = 64
+
+
+def _refuse(event: PaymentEvent, message: str, code: str) -> NoReturn:
+    raise WebhookParseError(message, provider=event.provider, code=code)
+
+
+def _text_limits() -> dict[str, int]:
+    # Imported here: the models import this module.
+    from .models import Invoice, Payment, WebhookEvent
+
+    def length(model: Any, name: str) -> int:
+        return int(model._meta.get_field(name).max_length)
+
+    return {
+        "provider": length(WebhookEvent, "provider"),
+        "dedupe_id": length(WebhookEvent, "dedupe_id"),
+        "invoice_ref": INVOICE_REF_MAX,
+        "provider_payment_id": min(
+            length(Invoice, "provider_payment_id"),
+            length(Payment, "provider_payment_id"),
+        ),
+        "order_id": length(Invoice, "order_id"),
+    }
+
+
+def check_event(event: PaymentEvent) -> PaymentEvent:
+    """Check that ``event`` fits what stores it, before anything is written.
+
+    Refuses with :class:`~django_payments_ru.exceptions.WebhookParseError` (the
+    webhook is answered 400 and nothing is written): ids longer than their
+    columns, text holding NUL, control characters or lone surrogates, an unknown
+    currency, an amount or refunded total that is not a finite non-negative
+    Decimal up to :data:`~django_payments_ru.money.MAX_AMOUNT` with at most the
+    currency's decimals (the column's 3 when the event names no currency), and
+    a raw payload that is not plain JSON data (see
+    :func:`~django_payments_ru.providers.payload.check_json_value`).
+
+    Returns the event to store: the same one, or a copy with the currency in
+    upper case and the reason cut to :data:`REASON_MAX` characters.
+    """
+    from .money import DECIMAL_PLACES, MAX_AMOUNT, exponent, normalize_currency
+    from .providers.payload import check_json_value, unsafe_text
+
+    for name, limit in _text_limits().items():
+        value = getattr(event, name)
+        if not isinstance(value, str):
+            _refuse(
+                event, gettext("%(field)s is not text.") % {"field": name}, "invalid_id"
+            )
+        if unsafe_text(value):
+            _refuse(
+                event,
+                gettext("%(field)s has a control character or a broken character.")
+                % {"field": name},
+                "unsafe_text",
+            )
+        if len(value) > limit:
+            _refuse(
+                event,
+                gettext("%(field)s is longer than %(max)d characters.")
+                % {"field": name, "max": limit},
+                "too_long",
+            )
+    reason = event.reason
+    if not isinstance(reason, str):
+        _refuse(
+            event, gettext("%(field)s is not text.") % {"field": "reason"}, "invalid_id"
+        )
+    if unsafe_text(reason):
+        _refuse(
+            event,
+            gettext("%(field)s has a control character or a broken character.")
+            % {"field": "reason"},
+            "unsafe_text",
+        )
+    if len(reason) > REASON_MAX:
+        reason = reason[: REASON_MAX - 1] + "\u2026"
+    currency = event.currency
+    if not isinstance(currency, str) or unsafe_text(currency):
+        _refuse(
+            event, gettext("The currency is not a currency code."), "invalid_currency"
+        )
+    if currency:
+        try:
+            currency = normalize_currency(currency)
+        except InvalidCurrency:
+            _refuse(
+                event,
+                gettext("The currency %(code)r is unknown.") % {"code": currency[:8]},
+                "invalid_currency",
+            )
+    places = exponent(currency) if currency else DECIMAL_PLACES
+    for name in ("amount", "refunded_total"):
+        value = getattr(event, name)
+        if value is None:
+            continue
+        # Compared in this order: the ceiling before the quantize, which would
+        # raise on an absurd exponent (1E+100000).
+        if not (
+            isinstance(value, Decimal)
+            and value.is_finite()
+            and Decimal(0) <= value <= MAX_AMOUNT
+            and value == value.quantize(Decimal(1).scaleb(-places), "ROUND_DOWN")
+        ):
+            _refuse(
+                event,
+                gettext(
+                    "%(field)s is not an amount of %(currency)s: at most %(max)s, "
+                    "not negative, with at most %(places)d decimals."
+                )
+                % {
+                    "field": name,
+                    "currency": currency or gettext("any currency"),
+                    "max": MAX_AMOUNT,
+                    "places": places,
+                },
+                "invalid_amount",
+            )
+    if not isinstance(event.occurred_at, datetime):
+        _refuse(event, gettext("The event has no valid time."), "invalid_time")
+    check_json_value(event.raw, provider=event.provider)
+    if reason == event.reason and currency == event.currency:
+        return event
+    return replace(event, reason=reason, currency=currency)

@@ -118,6 +118,14 @@ def to_amount(value: object, currency: str, *, allow_zero: bool = False) -> Deci
         raise InvalidAmount(_("An amount must be a finite number."), field="amount")
     if amount < 0 or (amount == 0 and not allow_zero):
         raise InvalidAmount(_("The amount must be greater than zero."), field="amount")
+    # The ceiling first: quantizing an absurd exponent (1E+100000) would raise
+    # decimal.InvalidOperation instead of a clear InvalidAmount.
+    if amount > MAX_AMOUNT:
+        raise InvalidAmount(
+            _("The amount is larger than the largest supported (%(max)s).")
+            % {"max": MAX_AMOUNT},
+            field="amount",
+        )
     exp = CURRENCY_EXPONENTS[code]
     quantum = Decimal(1).scaleb(-exp)
     if amount != amount.quantize(quantum, rounding="ROUND_DOWN"):
@@ -127,12 +135,6 @@ def to_amount(value: object, currency: str, *, allow_zero: bool = False) -> Deci
                 "(%(exp)d after the point)."
             )
             % {"amount": amount, "currency": code, "exp": exp},
-            field="amount",
-        )
-    if amount > MAX_AMOUNT:
-        raise InvalidAmount(
-            _("The amount is larger than the largest supported (%(max)s).")
-            % {"max": MAX_AMOUNT},
             field="amount",
         )
     return amount.quantize(quantum)
@@ -158,6 +160,12 @@ def from_minor(minor: object, currency: str) -> Decimal:
     if minor < 0:
         raise InvalidAmount(_("The amount must not be negative."), field="amount")
     exp = exponent(currency)
+    if minor > MAX_AMOUNT.scaleb(exp):
+        raise InvalidAmount(
+            _("The amount is larger than the largest supported (%(max)s).")
+            % {"max": MAX_AMOUNT},
+            field="amount",
+        )
     return Decimal(minor).scaleb(-exp).quantize(Decimal(1).scaleb(-exp))
 
 

@@ -3,50 +3,80 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from functools import partial
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import services
 from .conf import payments_settings
-from .exceptions import ConfigurationError, PaymentsError, WebhookError
+from .exceptions import (
+    ConfigurationError,
+    InvalidInput,
+    PaymentsError,
+    UnknownProvider,
+    WebhookError,
+)
 from .models import Invoice, WebhookEvent
-from .providers.base import Capability
+from .providers.base import BaseProvider, Capability
+from .providers.payload import webhook_parsing, webhook_verifying
 from .registry import get_provider
+from .validation import check_return_url
 
 logger = logging.getLogger("django_payments_ru.webhooks")
 
 
+@transaction.non_atomic_requests
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, alias: str) -> HttpResponse:
     """``POST <prefix>/webhooks/<alias>/``: verify, parse, store, process, answer.
 
-    Nothing is written unless the provider's verification passes. Each event is
-    stored once; a redelivered event that was already processed is acknowledged
-    without rework. A processing error is kept on the stored event (with its
-    traceback) and answered with HTTP 500, so that the provider delivers again.
+    Nothing is written unless the provider's verification passes. A verified
+    body whose content cannot be understood or stored (malformed JSON or form,
+    an invalid amount or currency, ids longer than their columns, NUL or other
+    unsafe text, absurd numbers or nesting) is answered 400 with nothing
+    written: the same body would fail again, so a retry is pointless. Each
+    event is stored once; a redelivered event that was already processed is
+    acknowledged without rework. A processing error is kept on the stored event
+    (with its traceback) and answered with HTTP 500, so that the provider
+    delivers again.
+
+    Never inside the request's transaction (``ATOMIC_REQUESTS``): storing and
+    processing use their own, so a processing failure cannot undo the stored
+    event and locks are held only as long as processing takes.
     """
     try:
         provider = get_provider(alias)
-    except ConfigurationError:
+    except UnknownProvider:
         raise Http404("No such payment provider") from None
-    try:
-        provider.verify_webhook(request)
-        events = provider.parse_webhook(request)
-    except WebhookError as exc:
-        logger.warning(
-            "Refused a %s webhook: %s (%s)", alias, exc.code, type(exc).__name__
+    except ConfigurationError as exc:
+        # A known alias whose settings are broken: the merchant must fix them,
+        # and the provider should keep delivering until then. The message names
+        # the setting; the answer says nothing about it.
+        logger.error("The %s webhook cannot be served: %s", alias, exc)
+        return HttpResponse(
+            "provider misconfigured", status=500, content_type="text/plain"
         )
-        return provider.webhook_error_response(request, exc)
+    try:
+        with webhook_verifying(alias):
+            provider.verify_webhook(request)
+    except WebhookError as exc:
+        return _refused(provider, request, exc)
+    try:
+        # webhook_parsing is the safety net for a provider whose parse_webhook
+        # lets an InvalidAmount, KeyError, RecursionError... escape.
+        with webhook_parsing(alias):
+            events = provider.parse_webhook(request)
+        rows = services.record_events(provider, events)
+    except WebhookError as exc:
+        return _refused(provider, request, exc)
 
-    rows = services.record_events(provider, events)
     if payments_settings.WEBHOOK_PROCESSING == "celery":
-        from django.db import transaction
-
         from .tasks import process_webhook_event_task
 
         for row in rows:
@@ -70,17 +100,39 @@ def webhook(request: HttpRequest, alias: str) -> HttpResponse:
     return provider.webhook_response(request, events)
 
 
+def _refused(
+    provider: BaseProvider, request: HttpRequest, exc: WebhookError
+) -> HttpResponse:
+    # The code and the class only: a message may quote the body.
+    logger.warning(
+        "Refused a %s webhook: %s (%s)", provider.alias, exc.code, type(exc).__name__
+    )
+    return provider.webhook_error_response(request, exc)
+
+
+@transaction.non_atomic_requests
 @csrf_exempt
 @require_http_methods(["GET", "POST", "HEAD"])
-def return_view(request: HttpRequest, ref: str) -> HttpResponse:
+def return_view(request: HttpRequest, ref: str | uuid.UUID) -> HttpResponse:
     """Where the provider sends the customer back.
 
     Whatever the provider put in the URL or form is ignored: the browser is never
     proof of payment. The view shows the stored status, asking the provider first
     when the invoice still waits for it, then sends the customer to the invoice's
-    ``return_url`` (the shop's order page) if it has one.
+    ``return_url`` (the shop's order page) if it has one and it still passes the
+    checks of :func:`~django_payments_ru.services.create_invoice` (a row stored
+    before them, or since a host was removed from ``RETURN_URL_HOSTS``, gets the
+    page instead). It never answers with a server error: a failed status check
+    is logged and the stored status shown.
+
+    Never inside the request's transaction (``ATOMIC_REQUESTS``): the status
+    check calls the provider, which the services refuse inside a transaction.
     """
-    invoice = get_object_or_404(Invoice, uuid=ref)
+    try:
+        key = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+    except ValueError:
+        raise Http404("No such invoice") from None
+    invoice = get_object_or_404(Invoice, uuid=key)
     if invoice.is_awaiting_provider and payments_settings.REFRESH_ON_RETURN:
         try:
             provider = invoice.get_provider()
@@ -92,8 +144,16 @@ def return_view(request: HttpRequest, ref: str) -> HttpResponse:
                 invoice.uuid,
                 type(exc).__name__,
             )
+        except Exception:  # the customer still gets the page
+            logger.exception("Status check on return failed for %s", invoice.uuid)
+            invoice.refresh_from_db()
     if invoice.return_url:
-        return redirect(invoice.return_url)
+        try:
+            return HttpResponseRedirect(check_return_url(invoice.return_url))
+        except (InvalidInput, ConfigurationError) as exc:
+            logger.warning(
+                "Not redirecting invoice %s to its return_url: %s", invoice.uuid, exc
+            )
     return render(request, "django_payments_ru/return.html", {"invoice": invoice})
 
 
