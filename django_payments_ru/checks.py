@@ -12,7 +12,7 @@ Each problem has its own id, so a project can silence one it accepts on purpose
 ``payments_ru.E005``      a ``BACKEND`` is not a ``BaseProvider`` subclass
 ``payments_ru.E006``      a provider's ``OPTIONS`` is not a dict
 ``payments_ru.E007``      an option is missing, unknown or of the wrong type
-``payments_ru.E008``      a webhook secret or key is empty while ``DEBUG`` is off
+``payments_ru.E008``      a secret option is empty while ``DEBUG`` is off
 ``payments_ru.E009``      ``WEBHOOK_PROCESSING`` is not ``"sync"`` or ``"celery"``
 ``payments_ru.E010``      ``BASE_URL`` is not an absolute http(s) URL
 ``payments_ru.W002``      ``BASE_URL`` is empty
@@ -21,6 +21,7 @@ Each problem has its own id, so a project can silence one it accepts on purpose
 ``payments_ru.E013``      ``HTTP_MAX_RETRY_AFTER`` is not a non-negative number
 ``payments_ru.E014``      ``CACHE`` names no entry of ``settings.CACHES``
 ``payments_ru.E015``      a provider alias cannot appear in a webhook URL
+``payments_ru.E016``      ``RETURN_URL_HOSTS`` is not a list of host names
 ========================  ====================================================
 
 The checks read ``django.conf.settings`` directly rather than through
@@ -49,9 +50,6 @@ __all__ = ["check_payments_settings"]
 _PROVIDERS = f"{SETTING_NAME}['PROVIDERS']"
 #: An alias becomes a path segment of ``webhooks/<alias>/`` and a cache key part.
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")
-#: Secret options whose emptiness would let anyone forge a webhook or call the API
-#: as the shop: an HMAC with an empty key is computable by anyone.
-_SECRET_WORDS = ("secret", "key")
 
 
 def _id(kind: str, number: int) -> str:
@@ -91,6 +89,9 @@ def check_payments_settings(
     messages += _check_base_url(
         value.get("BASE_URL", DEFAULTS["BASE_URL"]),
         has_providers=bool(value.get("PROVIDERS")),
+    )
+    messages += _check_return_url_hosts(
+        value.get("RETURN_URL_HOSTS", DEFAULTS["RETURN_URL_HOSTS"])
     )
     messages += _check_http(value)
     messages += _check_cache(value.get("CACHE", DEFAULTS["CACHE"]))
@@ -207,11 +208,11 @@ def _blank(value: Any) -> bool:
 def _check_secrets(
     cls: type[BaseProvider], where: str, options: Mapping[str, Any]
 ) -> list[CheckMessage]:
-    """An empty secret in production: anyone could sign a webhook with it."""
+    """An empty secret in production: anyone could sign a webhook with it.
+    Every ``Option(secret=True)`` counts, whatever its name (a ``password`` or a
+    ``token`` as much as a ``secret_key``)."""
     messages: list[CheckMessage] = []
     for name in cls.secret_option_names():
-        if not any(word in name.lower() for word in _SECRET_WORDS):
-            continue
         if name not in options:
             continue  # a missing required option is E007; an optional one is unused
         value = options[name]
@@ -273,6 +274,28 @@ def _check_base_url(base_url: Any, *, has_providers: bool) -> list[CheckMessage]
             )
         ]
     return []
+
+
+#: A host name or address, optionally with a port: what a URL's netloc holds
+#: without user info.
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+
+
+def _check_return_url_hosts(hosts: Any) -> list[CheckMessage]:
+    name = f"{SETTING_NAME}['RETURN_URL_HOSTS']"
+    if isinstance(hosts, list | tuple) and all(
+        isinstance(host, str) and _HOST.match(host) for host in hosts
+    ):
+        return []
+    return [
+        Error(
+            f"{name} = {hosts!r} is not a list of host names.",
+            hint=f"Set {name} to the hosts (with the port, if not the default one) "
+            "that invoices' return URLs may point at besides BASE_URL's, e.g. "
+            "['app.example.com', 'shop.example.com:8443']: no scheme, no path.",
+            id=_id("E", 16),
+        )
+    ]
 
 
 def _positive_number(value: Any) -> bool:

@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     # Absolute base URL of the shop, for webhook and return URLs built outside a
     # request (Celery tasks, the admin, management commands).
     "BASE_URL": "",
+    # Hosts (besides BASE_URL's) that an invoice's return_url may point at.
+    "RETURN_URL_HOSTS": [],
     # "sync": process a webhook inside its request; "celery": in a task after commit.
     "WEBHOOK_PROCESSING": "sync",
     # Connect and read timeouts, in seconds, of every provider call.

@@ -12,7 +12,9 @@ to do about it. Error texts never contain secrets.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Self
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
@@ -65,6 +67,75 @@ class PaymentsError(Exception):
             text += f" {self.hint}"
         return text
 
+    def redact(self, redact: Callable[[str], str]) -> Self:
+        """Pass every text of this error through ``redact`` (which replaces
+        secrets by ``[redacted]``) and return the error.
+
+        Covers the message, the provider's code and message, ``details`` at any
+        depth, ``args``, every other text attribute, and the errors chained to
+        it (``__cause__``, ``__context__``): a chained :class:`PaymentsError` is
+        redacted the same way; any other exception whose text mentions a secret
+        cannot be rewritten and is cut from the chain. Errors built from a
+        provider's answer go through here once, in
+        :meth:`HttpClient.error_for
+        <django_payments_ru.providers.http.HttpClient.error_for>` and
+        :meth:`BaseProvider.provider_error
+        <django_payments_ru.providers.base.BaseProvider.provider_error>`.
+        """
+        _redact_error(self, redact, set())
+        return self
+
+
+def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float | Decimal):
+        return value
+    if isinstance(value, Mapping):
+        return {
+            _redact_value(k, redact): _redact_value(v, redact) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return type(value)(_redact_value(v, redact) for v in value)
+    return redact(str(value))  # anything else is shown by its text
+
+
+def _mentions_secret(
+    error: BaseException, redact: Callable[[str], str], seen: set[int]
+) -> bool:
+    pending = [error]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for text in (str(node), repr(node)):
+            if redact(text) != text:
+                return True
+        pending.extend(n for n in (node.__cause__, node.__context__) if n)
+    return False
+
+
+def _redact_error(
+    error: PaymentsError, redact: Callable[[str], str], seen: set[int]
+) -> None:
+    if id(error) in seen:
+        return
+    seen.add(id(error))
+    for name, value in list(vars(error).items()):
+        if isinstance(value, str | Mapping | list | tuple):
+            setattr(error, name, _redact_value(value, redact))
+    error.args = tuple(_redact_value(arg, redact) for arg in error.args)
+    cause, context = error.__cause__, error.__context__
+    if isinstance(cause, PaymentsError):
+        _redact_error(cause, redact, seen)
+    elif cause is not None and _mentions_secret(cause, redact, set(seen)):
+        error.__cause__ = None  # also sets __suppress_context__
+    if isinstance(context, PaymentsError):
+        _redact_error(context, redact, seen)
+    elif context is not None and _mentions_secret(context, redact, set(seen)):
+        error.__context__ = None
+
 
 # -- bad input ---------------------------------------------------------------
 
@@ -101,6 +172,25 @@ class NotSupported(PaymentsError):
     """The provider does not offer this operation."""
 
     default_code = "not_supported"
+
+
+class OperationInFlight(InvalidOperation):
+    """Another operation on the invoice was sent to the provider and its answer is
+    still awaited (a refund, a capture, a start from another tab)."""
+
+    default_code = "operation_in_flight"
+
+
+class TransactionOpen(PaymentsError, RuntimeError):
+    """A provider call was asked for inside an open database transaction (e.g.
+    under ``ATOMIC_REQUESTS``): the call would hold row locks for the length of a
+    network round trip and its claim would be invisible to other processes."""
+
+    default_code = "transaction_open"
+    hint = (
+        "Call the service outside transaction.atomic(); with ATOMIC_REQUESTS, "
+        "decorate the view with django.db.transaction.non_atomic_requests."
+    )
 
 
 # -- webhooks ----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from io import StringIO
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_payments_ru.checks import check_payments_settings
+from django_payments_ru.providers.base import BaseProvider, Option
 
 SANDBOX = "django_payments_ru.providers.sandbox.Provider"
 
@@ -372,6 +373,7 @@ def test_a_warning_can_be_silenced() -> None:
         (config(HTTP_RETRIES="x"), "payments_ru.E012"),
         (config(HTTP_MAX_RETRY_AFTER="x"), "payments_ru.E013"),
         (config(CACHE="x"), "payments_ru.E014"),
+        (config(RETURN_URL_HOSTS="x"), "payments_ru.E016"),
         (
             providers(**{"a b": {"BACKEND": SANDBOX, "OPTIONS": sandbox_options()}}),
             "payments_ru.E015",
@@ -384,3 +386,71 @@ def test_each_error_fails_manage_py_check(value: Any, check_id: str) -> None:
         pytest.raises(SystemCheckError, match=check_id),
     ):
         call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+class _Passworded(BaseProvider):
+    """A provider whose secrets are named neither "secret" nor "key"."""
+
+    slug = "passworded"
+    options: ClassVar[dict[str, Option]] = {
+        "login": Option(),
+        "password": Option(secret=True),
+        "old_tokens": Option(
+            required=False, default=(), secret=True, types=(list, tuple)
+        ),
+    }
+
+
+PASSWORDED = f"{__name__}._Passworded"
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"login": "shop", "password": ""}, "password"),
+        ({"login": "shop", "password": "  "}, "password"),
+        ({"login": "shop", "password": "pw", "old_tokens": ["t1", ""]}, "old_tokens"),
+    ],
+)
+def test_e008_covers_every_secret_option_whatever_its_name(
+    options: dict[str, Any], name: str
+) -> None:
+    value = providers(pay={"BACKEND": PASSWORDED, "OPTIONS": options})
+    [message] = run(value, DEBUG=False)
+    assert message.id == "payments_ru.E008"
+    assert f"['OPTIONS'][{name!r}] is empty" in message.msg
+    assert run(value, DEBUG=True) == []
+
+
+def test_e008_leaves_empty_non_secret_options_alone() -> None:
+    # "login" is not secret: an empty one is the provider's business, not E008's.
+    value = providers(
+        pay={"BACKEND": PASSWORDED, "OPTIONS": {"login": "", "password": "pw"}}
+    )
+    assert run(value, DEBUG=False) == []
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        "shop.example.com",
+        {"shop.example.com": True},
+        ["https://shop.example.com"],
+        ["shop.example.com/orders/"],
+        ["user@shop.example.com"],
+        [""],
+        [42],
+    ],
+)
+def test_e016_return_url_hosts_must_be_host_names(hosts: Any) -> None:
+    [message] = run(config(RETURN_URL_HOSTS=hosts))
+    assert message.id == "payments_ru.E016"
+    assert "PAYMENTS_RU['RETURN_URL_HOSTS']" in message.hint
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [[], ("app.example.com",), ["shop.example.com:8443", "127.0.0.1", "[::1]:8000"]],
+)
+def test_e016_accepts_host_names_with_ports(hosts: Any) -> None:
+    assert run(config(RETURN_URL_HOSTS=hosts)) == []

@@ -33,13 +33,13 @@ def test_browser_parameters_are_ignored(client):
 
 
 def test_return_asks_the_provider_and_redirects_to_the_shop(client):
-    invoice = make_invoice(return_url="/orders/42/")
+    invoice = make_invoice(return_url="http://testserver/orders/42/")
     paid = event(invoice, EventType.PAID, dedupe_id="poll:x")
     with mock.patch.object(Sandbox, "fetch_status", return_value=paid) as fetch:
         response = client.get(_url(invoice))
     fetch.assert_called_once()
     assert response.status_code == 302
-    assert response["Location"] == "/orders/42/"
+    assert response["Location"] == "http://testserver/orders/42/"
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.utils.decorators import method_decorator
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -37,6 +39,13 @@ def _error(exc: PaymentsError) -> Response:
     return Response({"code": exc.code, "detail": str(exc)}, status=code)
 
 
+# Never inside the request's transaction (ATOMIC_REQUESTS): the services call
+# providers, which they refuse inside a transaction. On dispatch, because
+# as_view() copies dispatch's attributes to the view Django calls.
+_non_atomic = method_decorator(transaction.non_atomic_requests, name="dispatch")
+
+
+@_non_atomic
 class InvoiceView(APIView):
     """The public state of one invoice."""
 
@@ -48,6 +57,7 @@ class InvoiceView(APIView):
         return Response(InvoiceSerializer(invoice).data)
 
 
+@_non_atomic
 class CheckoutView(APIView):
     """Start (or resume) paying an invoice; answers with the Checkout."""
 

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, quote_plus
 
 import requests
@@ -31,6 +31,7 @@ from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
 from ..exceptions import (
+    PaymentsError,
     ProviderAPIError,
     ProviderAuthError,
     ProviderRateLimited,
@@ -45,6 +46,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDACTED = "[redacted]"
 
 ErrorParser = Callable[[int, Any], tuple[str, str, dict[str, Any]]]
+_E = TypeVar("_E", bound=PaymentsError)
 
 # The redaction of the client whose request is running in this thread or task:
 # urllib3 logs from inside session.request(), where no client is in scope.
@@ -82,6 +84,31 @@ class _RedactFilter(logging.Filter):
 
 
 _redact_filter = _RedactFilter()
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value`` and the forms it takes inside a URL (percent- and
+    plus-encoded), each of which must be redacted."""
+    if not value:
+        return set()
+    return {value, quote(value, safe=""), quote_plus(value), quote(value)}
+
+
+def _replace(text: str, forms: Iterable[str]) -> str:
+    # ``forms`` longest first: a secret that contains another is replaced whole.
+    for secret in forms:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (in every URL form) replaced by
+    ``[redacted]``."""
+    forms: set[str] = set()
+    for secret in secrets:
+        forms |= secret_forms(secret)
+    return _replace(text, sorted(forms, key=len, reverse=True))
 
 
 def _install_log_filter() -> None:
@@ -186,8 +213,14 @@ class HttpClient:
         error_parser: ErrorParser | None = None,
         headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        also_redact: Callable[[str], str] | None = None,
     ) -> None:
         self.provider = provider
+        #: A further redaction for this client's errors and logs: the
+        #: provider's (:meth:`BaseProvider.redact
+        #: <django_payments_ru.providers.base.BaseProvider.redact>`), which
+        #: also knows the tokens its other clients learned.
+        self.also_redact = also_redact
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.timeout = timeout
         self.error_parser = error_parser
@@ -264,19 +297,25 @@ class HttpClient:
         if not value or value in self._secrets:
             return
         self._secrets.add(value)
-        # Also the forms a secret takes inside a URL. The tuple is rebuilt and
-        # swapped in one assignment, so a redact() running in another thread
-        # never iterates a collection that is changing.
-        forms = set(self._forms)
-        forms.update((value, quote(value, safe=""), quote_plus(value), quote(value)))
+        # The tuple is rebuilt and swapped in one assignment, so a redact()
+        # running in another thread never iterates a collection that is changing.
+        forms = set(self._forms) | secret_forms(value)
         self._forms = tuple(sorted(forms, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret replaced by ``[redacted]``."""
-        for secret in self._forms:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        text = _replace(text, self._forms)
+        return self.also_redact(text) if self.also_redact is not None else text
+
+    def redact_own(self, text: str) -> str:
+        """:meth:`redact` with this client's own secrets only."""
+        return _replace(text, self._forms)
+
+    def redact_error(self, error: _E) -> _E:
+        """``error`` with every secret this client knows redacted from all of
+        its texts and its chain (:meth:`PaymentsError.redact
+        <django_payments_ru.exceptions.PaymentsError.redact>`)."""
+        return error.redact(self.redact)
 
     # --- calls --------------------------------------------------------------
 
@@ -330,7 +369,7 @@ class HttpClient:
         finally:
             _active_redact.reset(active)
         if failure is not None:
-            raise failure from cause
+            raise self.redact_error(failure) from cause
         logger.info(
             "%s %s %s -> %s in %.0f ms",
             self.provider,
@@ -387,7 +426,13 @@ class HttpClient:
         except ValueError:
             return response.text
 
-    def error_for(self, response: requests.Response, body: Any) -> Exception:
+    def error_for(self, response: requests.Response, body: Any) -> PaymentsError:
+        """The typed error for a refused answer. Every text it carries (message,
+        the provider's code and message, details at any depth) is redacted here,
+        once for every provider: an answer may echo a key or a token."""
+        return self.redact_error(self._error_for(response, body))
+
+    def _error_for(self, response: requests.Response, body: Any) -> PaymentsError:
         status = response.status_code
         code, message = "", ""
         details: dict[str, Any] = {}
@@ -396,8 +441,8 @@ class HttpClient:
                 code, message, details = self.error_parser(status, body)
             except Exception:  # a malformed envelope must not hide the status
                 code, message, details = "", "", {}
-        message = self.redact(message or "")
-        details = {k: self.redact(str(v)) for k, v in details.items()}
+        message = message or ""
+        details = dict(details or {})
         method = response.request.method if response.request else ""
         url = self.redact(response.url or "")
         text = f"{method} {url} was refused"
