@@ -21,6 +21,14 @@ ASSUMPTION A-11):
   ``jwt_lifetime`` seconds of the emulator clock.
 * ``v1/invoices`` (POST), ``v1/invoices/<id>`` (GET, PATCH; empty body on
   success), ``pay/<id>/`` the invoice's ``form_link`` (A-13).
+* ``v1/services/<service_id>/charges/<tid>/blocked``: ``PATCH`` charges a
+  hold, ``DELETE`` voids it (§9; the charge id is the ``tid``, L-6); answers
+  ``{"status": "charged"|"voided"|"error", "decline_code", "message",
+  "info"}`` with HTTP 200 (L-7).
+
+Both surfaces end a hold alike (A-13): a charge makes the transaction paid and
+notifies ``success``; a void makes it ``error`` and notifies nothing (L-5).
+Each charge or unblock is recorded in ``data["hold_operations"]``.
 
 Notifications: form-encoded POSTs to the service's ``webhook_url`` with every
 field of §6.2 (A-7), signed with the service's ``signature_version`` (v1.0 MD5
@@ -32,7 +40,7 @@ Settings, ``PAYMENTS_RU_EMULATOR["lifepay"]``: ``services`` (required: a list of
 ``fee_percent`` (``"2.5"``, A-1), ``jwt_secret``, ``jwt_lifetime`` (10800 s,
 A-9), ``invoice_lifetime`` (86400 s, A-13) and the common emulator options.
 Endpoint names for faults: ``input``, ``pay_page``, ``details``, ``refund``,
-``funds``, ``recurrent``, ``auth``, ``create``, ``invoice``.
+``funds``, ``recurrent``, ``auth``, ``create``, ``invoice``, ``blocked``.
 """
 
 from __future__ import annotations
@@ -405,6 +413,28 @@ class LifePayEmulator(Emulator):
             .exists()
         )
 
+    def end_hold(self, payment: EmulatedPayment, action: str, api: str) -> None:
+        """Charge (``action="charge"``) or unblock the hold of ``payment``, which
+        the caller has locked and checked to be held. ``api`` (``alba`` or
+        ``ecom``) is recorded with the operation."""
+        ecom = payment.data.get("kind") == ECOM
+        operations = [
+            *payment.data.get("hold_operations", []),
+            {"action": action, "api": api, "at": clock.now().isoformat()},
+        ]
+        payment.data = {**payment.data, "hold_operations": operations}
+        if action == "charge":
+            # A-13: blocked -> success; notified like a payment (A-5, §6.3).
+            payment.status = I_SUCCESS if ecom else PAYED
+            payment.save(update_fields=["status", "data"])
+            self.notify(payment, self.notification(payment, "success"))
+        else:
+            # A-13: blocked -> error. L-5: a release sends no notification; the
+            # answer confirms it.
+            payment.status = I_ERROR if ecom else ERROR
+            payment.data = {**payment.data, "released": True}
+            payment.save(update_fields=["status", "data"])
+
     # --- JWT (A-9, A-10) ----------------------------------------------------------
 
     def issue_jwt(self, service_id: int) -> str:
@@ -705,20 +735,10 @@ def alba_process_funds_blocked(request: HttpRequest) -> HttpResponse:
             raise _alba_error("unknown", _("Transaction not found."))
         if payment.status not in (BLOCKED, I_BLOCKED):
             raise _alba_error("common", _("No funds are held for this transaction."))
-        ecom = payment.data.get("kind") == ECOM
-        if action == "charge":
-            if fields.get("amount") and _cost(fields["amount"], "amount") != (
-                payment.amount
-            ):
-                raise _alba_error("common", _("Partial charges are not emulated."))
-            payment.status = I_SUCCESS if ecom else PAYED
-            payment.save(update_fields=["status"])
-            emulator.notify(payment, emulator.notification(payment, "success"))
-        else:
-            # L-5: a release sends no notification; the answer confirms it.
-            payment.status = I_ERROR if ecom else ERROR
-            payment.data = {**payment.data, "released": True}
-            payment.save(update_fields=["status", "data"])
+        amount = fields.get("amount")
+        if action == "charge" and amount and _cost(amount, "amount") != payment.amount:
+            raise _alba_error("common", _("Partial charges are not emulated."))
+        emulator.end_hold(payment, action, "alba")
     return JsonResponse({"status": "success", "tid": payment.data["tid"]})
 
 
@@ -1038,6 +1058,69 @@ def ecom_invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
     return HttpResponse(status=200)
 
 
+def _hold_answer(
+    status: str, decline_code: str | None = None, message: str = ""
+) -> HttpResponse:
+    # §9 (LP-UNBLOCK): status charged|voided|error, decline_code, message and
+    # info. ASSUMPTION L-7: HTTP 200 for all three; info (undocumented) null.
+    return JsonResponse(
+        {
+            "status": status,
+            "decline_code": decline_code,
+            "message": message,
+            "info": None,
+        }
+    )
+
+
+@emulator.endpoint("blocked", methods=("PATCH", "DELETE"), auth=False)
+def ecom_blocked(request: HttpRequest, service_id: str, charge_id: str) -> HttpResponse:
+    """§9: ``PATCH`` charges the hold ``charge_id`` (a ``tid``, L-6), ``DELETE``
+    voids it; the optional ``amount`` must be the whole hold (partial
+    operations are not emulated)."""
+    claims = emulator.token_claims(request)
+    if str(claims.get("service_id")) != service_id:
+        # A-9: the token belongs to another service.
+        raise _ecom_error(498, "invalid_token", _("The token is not for this service."))
+    body = _json(request, empty=True)
+    for name in body:
+        if name != "amount":
+            raise _invalid(name, _("is not a field of this request."))
+    amount = (
+        _ecom_amount(body["amount"], "amount", Decimal("0.01"))
+        if "amount" in body
+        else None
+    )
+    charge = request.method == "PATCH"
+    with transaction.atomic():
+        payment = (
+            EmulatedPayment.objects.select_for_update()
+            .filter(
+                slug=emulator.slug,
+                data__kind=ECOM,
+                data__tid=charge_id,
+                data__service_id=claims.get("service_id"),
+            )
+            .first()
+        )
+        if payment is None:
+            raise _ecom_error(404, "not_found", _("No such charge."))
+        if claims.get("invoice_id") not in (None, payment.external_id):
+            raise _ecom_error(
+                498, "invalid_token", _("The token is not for this invoice.")
+            )
+        if payment.status != I_BLOCKED:
+            return _hold_answer(
+                "error", "operation_declined", _("No funds are held for this charge.")
+            )
+        if amount is not None and amount != payment.amount:
+            return _hold_answer(
+                "error", "operation_declined", _("Partial amounts are not emulated.")
+            )
+        emulator.end_hold(payment, "charge" if charge else "unblock", "ecom")
+    return _hold_answer("charged" if charge else "voided")
+
+
 @emulator.endpoint("pay_page", methods=("GET", "POST"), auth=False, csrf=True)
 def ecom_pay(request: HttpRequest, invoice_id: str) -> HttpResponse:
     payment = EmulatedPayment.objects.filter(
@@ -1069,5 +1152,10 @@ urlpatterns = [
     path("v1/invoices/", ecom_create),
     path("v1/invoices/<str:invoice_id>", ecom_invoice, name="ecom_invoice"),
     path("v1/invoices/<str:invoice_id>/", ecom_invoice),
+    path(
+        "v1/services/<str:service_id>/charges/<str:charge_id>/blocked",
+        ecom_blocked,
+        name="ecom_blocked",
+    ),
     path("pay/<str:invoice_id>/", ecom_pay, name="ecom_pay"),
 ]

@@ -11,8 +11,10 @@ Two surfaces, chosen per alias by the ``surface`` option:
 * ``"ecom"``: ``POST {api_url}invoices`` with a JWT from ``{api_url}auth``
   (§11), the customer is redirected to the invoice's ``form_link``; status is
   read with ``GET invoices/<id>``, contact data and the recurrent schedule
-  changed with ``PATCH`` (:meth:`Provider.update_invoice`). Notifications are
-  the same signed form posts plus ``invoice_id`` (ASSUMPTION A-5).
+  changed with ``PATCH`` (:meth:`Provider.update_invoice`); a hold is captured
+  with ``PATCH`` and released with ``DELETE`` on
+  ``services/<service_id>/charges/<tid>/blocked`` (§9, L-6, L-7).
+  Notifications are the same signed form posts plus ``invoice_id`` (A-5).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ...conf import payments_settings
 from ...events import EventType, PaymentEvent, stable_hash
 from ...exceptions import (
     InvalidInput,
+    InvalidOperation,
     NotSupported,
     ProviderAPIError,
     ProviderAuthError,
@@ -45,6 +48,7 @@ from ...exceptions import (
 from ...money import format_amount, parse_amount
 from ..base import AdminForm, BaseProvider, Capability, Checkout, Option
 from ..http import HttpClient
+from ..payload import load_form, webhook_parsing
 from ..signing import matches_any
 from ..tokens import Token, TokenCache, fingerprint, jwt_expiry
 from . import forms as admin_forms
@@ -245,12 +249,14 @@ class Provider(BaseProvider):
         if capability not in self.capabilities:
             return False
         if self.surface == ECOM:
-            # lifepay.md §9/§11.7: ECOM refunds and holds are documented only
-            # by T-NOTES (low confidence); not offered (docs: limitations).
+            # lifepay.md §11.7: ECOM refunds are documented only by T-NOTES (low
+            # confidence); not offered (docs: limitations). Holds are: §9 gives
+            # the charges/{charge_id}/blocked endpoint (_ecom_hold).
             return capability in (
                 Capability.STATUS,
                 Capability.RECURRENT,
                 Capability.SPLIT,
+                Capability.HOLD,
             )
         if capability is Capability.SPLIT:
             return False  # lifepay.md §11.2: split_data exists in ECOM only
@@ -363,7 +369,14 @@ class Provider(BaseProvider):
         return fields
 
     @_under_alias
-    def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
+    def start(
+        self, invoice: Invoice, request: HttpRequest | None = None, *, key: str = ""
+    ) -> Checkout:
+        # ``key`` is not sent: lifepay.md has no idempotency key anywhere. A1Lite
+        # registers nothing here, and Life-Pay pays an order_id once (A-2). An
+        # ECOM create whose answer was lost cannot be found again (§11 has no
+        # lookup by order_id), so recover_start keeps the default (docs:
+        # limitations).
         if self.surface == ECOM:
             return self._ecom_start(invoice, request)
         # lifepay.md §3.1: the browser posts the form; nothing is registered.
@@ -436,8 +449,14 @@ class Provider(BaseProvider):
             )
 
     def parse_webhook(self, request: HttpRequest) -> list[PaymentEvent]:
+        # Django's form parser quietly replaces bytes that are not UTF-8 and
+        # keeps %00: the shared form check refuses both, and control characters,
+        # in any field; webhook_parsing turns what the fields still hold (an
+        # unknown currency, an amount that is not a number) into a parse error.
+        load_form(request.body, provider=self.alias)
         fields = self._fields(request)
-        return [self.event_from_notification(fields)]
+        with webhook_parsing(self.alias):
+            return [self.event_from_notification(fields)]
 
     def event_from_notification(self, fields: Mapping[str, str]) -> PaymentEvent:
         """The event of one verified notification (lifepay.md §6.2, §6.3)."""
@@ -533,9 +552,11 @@ class Provider(BaseProvider):
         if body.get("status") != "success":
             code, message, _details = self.parse_error(200, body)
             error_cls = ProviderAuthError if code == "auth" else ProviderAPIError
-            raise error_cls(
+            # Read here, not by the HTTP client: redacted like its errors (the
+            # message may echo the secret key).
+            raise self.provider_error(
+                error_cls,
                 f"Life-Pay refused {endpoint}.",
-                provider=self.alias,
                 status=200,
                 code=code or "error",
                 provider_message=message,
@@ -586,8 +607,8 @@ class Provider(BaseProvider):
             raise
         state = str(data.get("transaction_status", ""))
         if state not in self.DETAILS_STATUSES:
-            raise ProviderResponseError(
-                f"Unknown Life-Pay transaction status {state!r}.", provider=self.alias
+            raise self.provider_error(
+                ProviderResponseError, f"Unknown Life-Pay transaction status {state!r}."
             )
         kind = self.DETAILS_STATUSES[state]
         if kind is None:
@@ -610,9 +631,12 @@ class Provider(BaseProvider):
             raw=data,
         )
 
-    def refund(self, invoice: Invoice, amount: Decimal) -> PaymentEvent | None:
+    def refund(
+        self, invoice: Invoice, amount: Decimal, *, key: str = ""
+    ) -> PaymentEvent | None:
+        # ``key`` is not sent: alba/refund/ takes no idempotency key (§5).
         if self.surface == ECOM:
-            return super().refund(invoice, amount)
+            return super().refund(invoice, amount, key=key)
         self._alba(
             "refund",
             {
@@ -626,10 +650,12 @@ class Provider(BaseProvider):
         return None
 
     def capture(
-        self, invoice: Invoice, amount: Decimal | None = None
+        self, invoice: Invoice, amount: Decimal | None = None, *, key: str = ""
     ) -> PaymentEvent | None:
+        # ``key`` is not sent: neither alba/process_funds_blocked/ (§5) nor the
+        # ECOM charges endpoint (§9) takes an idempotency key.
         if not self.supports(Capability.HOLD):
-            return super().capture(invoice, amount)
+            return super().capture(invoice, amount, key=key)
         if amount is not None and amount != invoice.amount:
             # The invoice records one paid amount; a partial capture would
             # never match it.
@@ -639,6 +665,8 @@ class Provider(BaseProvider):
                 field="amount",
                 provider=self.alias,
             )
+        if self.surface == ECOM:
+            return self._ecom_hold(invoice, capture=True)
         tid = self._tid(invoice, ("held",))
         data = self._alba("process_funds_blocked", {"tid": tid, "action": "charge"})
         return PaymentEvent(
@@ -653,9 +681,12 @@ class Provider(BaseProvider):
             raw=data,
         )
 
-    def release(self, invoice: Invoice) -> PaymentEvent | None:
+    def release(self, invoice: Invoice, *, key: str = "") -> PaymentEvent | None:
+        # ``key`` is not sent (see capture).
         if not self.supports(Capability.HOLD):
-            return super().release(invoice)
+            return super().release(invoice, key=key)
+        if self.surface == ECOM:
+            return self._ecom_hold(invoice, capture=False)
         tid = self._tid(invoice, ("held",))
         data = self._alba("process_funds_blocked", {"tid": tid, "action": "unblock"})
         return PaymentEvent(
@@ -738,12 +769,13 @@ class Provider(BaseProvider):
                 if exc.status == 498 and not isinstance(exc, ProviderAuthError):
                     # lifepay.md §11.1, A-9: 498 "Invalid Token" is a rejected
                     # token like 401: TokenCache.call gets a new one once.
-                    raise ProviderAuthError(
+                    raise self.provider_error(
+                        ProviderAuthError,
                         exc.message,
-                        provider=self.alias,
                         status=498,
                         code=exc.code,
                         provider_message=exc.provider_message,
+                        details=exc.details,
                     ) from None
                 raise
 
@@ -862,8 +894,8 @@ class Provider(BaseProvider):
         data = self.get_invoice(invoice.provider_payment_id)
         state = str(data.get("status"))
         if state not in self.ECOM_STATUSES:
-            raise ProviderResponseError(
-                f"Unknown Life-Pay invoice status {state!r}.", provider=self.alias
+            raise self.provider_error(
+                ProviderResponseError, f"Unknown Life-Pay invoice status {state!r}."
             )
         kind = self.ECOM_STATUSES[state]
         if kind is None:
@@ -882,6 +914,85 @@ class Provider(BaseProvider):
             amount=amount,
             currency=currency,
             reason=state,
+            raw=data,
+        )
+
+    def _ecom_charge_id(self, invoice: Invoice) -> str:
+        """The ``charge_id`` of the ECOM hold on ``invoice`` (lifepay.md §9).
+
+        ASSUMPTION L-6 (ours: the reference does not say where a charge id comes
+        from, and the invoice object of §11.2/§11.3 carries none): it is the
+        ``tid`` of the invoice's ``funds_blocked`` notification. ECOM invoices
+        are paid on the A1Lite pipeline and notify like it (A-5), and §6.2's
+        ``tid`` is that pipeline's transaction: the charge. A hold seen only by
+        a poll can be captured or released once its notification has arrived.
+        """
+        from django.db.models import Q
+
+        from ...models import WebhookEvent
+
+        where = Q(invoice=invoice)
+        if invoice.provider_payment_id:
+            where |= Q(event__provider_payment_id=invoice.provider_payment_id)
+        rows = WebhookEvent.objects.filter(
+            where, provider=self.alias, event_type=EventType.HELD
+        ).order_by("-received_at", "-id")
+        for row in rows:
+            payload = row.payload if isinstance(row.payload, Mapping) else {}
+            tid = str(payload.get("tid", ""))
+            if tid.isdigit():  # A-3: an integer; it becomes part of a URL path
+                return tid
+        raise InvalidOperation(
+            _(
+                "Life-Pay has not yet sent the notification naming this hold's "
+                "charge (funds_blocked); try again once it has arrived."
+            ),
+            provider=self.alias,
+        )
+
+    def _ecom_hold(self, invoice: Invoice, *, capture: bool) -> PaymentEvent:
+        """Capture (``PATCH``) or void (``DELETE``) an ECOM hold with
+        ``services/{service_id}/charges/{charge_id}/blocked`` (lifepay.md §9:
+        DELETE from LP-UNBLOCK, PATCH from T-NOTES), and return the event
+        Life-Pay's answer confirms."""
+        charge_id = self._ecom_charge_id(invoice)
+        path = f"services/{self.config['service_id']}/charges/{charge_id}/blocked"
+        # No body: without the optional amount the whole hold is taken or
+        # voided (ASSUMPTION L-7), the only capture the invoice can record.
+        # Never repeated after a lost answer: the repeat would find the hold
+        # ended and report an error for an operation that was done.
+        data = self._ecom("PATCH" if capture else "DELETE", path, idempotent=False)
+        state = data.get("status") if isinstance(data, Mapping) else None
+        if state == "error":
+            # §9: a refusal is status=error with decline_code and message
+            # (ASSUMPTION L-7: with HTTP 200, like charged and voided).
+            raise self.provider_error(
+                ProviderAPIError,
+                _("Life-Pay refused to capture the hold.")
+                if capture
+                else _("Life-Pay refused to release the hold."),
+                status=200,
+                code=str(data.get("decline_code") or "error"),
+                provider_message=str(data.get("message") or ""),
+            )
+        if state != ("charged" if capture else "voided"):
+            raise self.provider_error(
+                ProviderResponseError,
+                _("Life-Pay answered the hold's charge with the status %(status)s.")
+                % {"status": repr(state)},
+            )
+        return PaymentEvent(
+            provider=self.alias,
+            dedupe_id=f"{'capture' if capture else 'release'}:{charge_id}",
+            type=EventType.PAID if capture else EventType.CANCELLED,
+            invoice_ref=str(invoice.uuid),
+            # The invoice's id, which the success notification (invoice_id,
+            # A-5) and the poll carry too: their PAID is then a no-op on the
+            # paid invoice, never "a second payment".
+            provider_payment_id=invoice.provider_payment_id,
+            amount=invoice.amount if capture else None,
+            currency=invoice.currency,
+            reason=_("hold captured") if capture else _("hold released"),
             raw=data,
         )
 

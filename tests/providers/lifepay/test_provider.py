@@ -108,7 +108,9 @@ def test_capabilities_by_surface():
     assert a1lite.supports("refund") and a1lite.supports("hold")
     assert not a1lite.supports("split")
     assert ecom.supports("status") and ecom.supports("split")
-    assert not ecom.supports("refund") and not ecom.supports("hold")
+    assert not ecom.supports("refund")
+    # lifepay.md §9: ECOM holds end with PATCH/DELETE .../charges/<id>/blocked.
+    assert ecom.supports("hold")
 
 
 # --- the A1Lite pay form ---------------------------------------------------------
