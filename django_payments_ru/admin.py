@@ -28,7 +28,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -43,11 +43,11 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from . import registry, services
 from .exceptions import InvalidInput, PaymentsError
-from .models import Invoice, Payment, WebhookEvent
+from .models import Invoice, Operation, Payment, WebhookEvent
 from .money import format_amount
 from .providers.base import AdminForm, Capability
 from .status import PAYABLE, InvoiceStatus
@@ -126,6 +126,15 @@ class InvoiceAddForm(forms.Form):
     )
     order_id = forms.CharField(
         label=capfirst(gettext_lazy("order id")), max_length=64, required=False
+    )
+    order_key = forms.CharField(
+        label=capfirst(gettext_lazy("order")),
+        max_length=64,
+        required=False,
+        help_text=gettext_lazy(
+            "Invoices with the same order are alternatives: once one is paid, "
+            "the others are cancelled."
+        ),
     )
     description = forms.CharField(
         label=capfirst(gettext_lazy("description")),
@@ -221,11 +230,59 @@ class PaymentInline(_ReadOnlyInline):
     verbose_name_plural = gettext_lazy("money movements")
 
 
+class OperationInline(_ReadOnlyInline):
+    model = Operation
+    fields = ("kind", "state", "amount", "reason", "created_at", "settled_at")
+    readonly_fields = fields
+    verbose_name_plural = gettext_lazy("operations sent to the provider")
+
+
 class WebhookEventInline(_ReadOnlyInline):
     model = WebhookEvent
     fields = ("event_type", "status", "result", "received_at")
     readonly_fields = fields
     show_change_link = True
+
+
+# --- filters ----------------------------------------------------------------------
+
+
+class InFlightFilter(admin.SimpleListFilter):
+    """Invoices with an operation sent to the provider and not yet settled."""
+
+    title = gettext_lazy("operation in flight")
+    parameter_name = "in_flight"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        if self.value() not in ("yes", "no"):
+            return queryset
+        pending = Exists(
+            Operation.objects.filter(
+                invoice=OuterRef("pk"), state=Operation.State.IN_FLIGHT
+            )
+        )
+        return queryset.filter(pending if self.value() == "yes" else ~pending)
+
+
+class OrderFilter(admin.SimpleListFilter):
+    """The invoices of one order (reached from an invoice's change page)."""
+
+    title = gettext_lazy("order")
+    parameter_name = "order_key"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def has_output(self) -> bool:
+        return bool(self.value())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        value = self.value()
+        return queryset.filter(order_key=value) if value else queryset
 
 
 # --- invoices ---------------------------------------------------------------------
@@ -240,13 +297,23 @@ class InvoiceAdmin(admin.ModelAdmin):
         "provider",
         "order_id",
         "needs_attention",
+        "paid_twice",
         "created_at",
         "paid_at",
     )
     list_display_links = ("reference",)
-    list_filter = ("status", "provider", "needs_attention", "created_at")
+    list_filter = (
+        "status",
+        "provider",
+        "needs_attention",
+        "paid_twice",
+        InFlightFilter,
+        OrderFilter,
+        "created_at",
+    )
     search_fields = (
         "order_id",
+        "order_key",
         "customer_email",
         "customer_phone",
         "provider_payment_id",
@@ -262,14 +329,22 @@ class InvoiceAdmin(admin.ModelAdmin):
         "capture_holds",
         "release_holds",
     )
-    inlines = (PaymentInline, WebhookEventInline)
+    inlines = (PaymentInline, OperationInline, WebhookEventInline)
     form = InvoiceChangeForm
 
     add_fieldsets: Any = (
         (None, {"fields": ("provider", "amount", "currency")}),
         (
             gettext_lazy("Order"),
-            {"fields": ("order_id", "description", "customer_email", "customer_phone")},
+            {
+                "fields": (
+                    "order_id",
+                    "order_key",
+                    "description",
+                    "customer_email",
+                    "customer_phone",
+                )
+            },
         ),
     )
     change_fieldsets = (
@@ -295,6 +370,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "order_id",
+                    "order_display",
                     "description",
                     "customer_email",
                     "customer_phone",
@@ -308,6 +384,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "needs_attention",
+                    "paid_twice",
                     "attention_reason_display",
                     "attention_note",
                 )
@@ -338,6 +415,21 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("refunded"))
     def refunded_display(self, obj: Invoice) -> str:
         return f"{_money(obj.refunded_amount, obj.currency)} {obj.currency}"
+
+    @admin.display(description=gettext_lazy("order"))
+    def order_display(self, obj: Invoice) -> SafeString | str:
+        if not obj.order_key:
+            return "-"
+        others = obj.siblings().count()
+        url = reverse("admin:django_payments_ru_invoice_changelist")
+        return format_html(
+            '{} (<a href="{}?order_key={}">{}</a>)',
+            obj.order_key,
+            url,
+            obj.order_key,
+            ngettext("%(count)d other invoice", "%(count)d other invoices", others)
+            % {"count": others},
+        )
 
     @admin.display(description=gettext_lazy("metadata"))
     def metadata_display(self, obj: Invoice) -> SafeString | str:
@@ -515,6 +607,7 @@ class InvoiceAdmin(admin.ModelAdmin):
                 amount=data["amount"],
                 currency=data["currency"],
                 order_id=data["order_id"],
+                order_key=data["order_key"],
                 description=data["description"],
                 customer_email=data["customer_email"],
                 customer_phone=data["customer_phone"],

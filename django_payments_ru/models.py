@@ -55,6 +55,12 @@ class Invoice(models.Model):
     refunded_amount = _money_field(_("refunded"), default=Decimal(0))
 
     order_id = models.CharField(_("order id"), max_length=64, blank=True)
+    #: The shop's order this invoice pays. Invoices with the same key are one
+    #: order's alternatives (one per provider, or one per attempt): once one of
+    #: them is paid the others are cancelled, and a payment that still arrives on
+    #: another is flagged as a double payment (``paid_twice``). Empty: the invoice
+    #: stands alone.
+    order_key = models.CharField(_("order"), max_length=64, blank=True)
     description = models.CharField(_("description"), max_length=255, blank=True)
     customer_email = models.EmailField(_("customer e-mail"), blank=True)
     customer_phone = models.CharField(_("customer phone"), max_length=32, blank=True)
@@ -70,6 +76,9 @@ class Invoice(models.Model):
     expires_at = models.DateTimeField(_("payment expires"), null=True, blank=True)
 
     needs_attention = models.BooleanField(_("needs attention"), default=False)
+    #: The customer paid this order twice (this invoice and another of the same
+    #: ``order_key``, or twice on this invoice): one payment is to be refunded.
+    paid_twice = models.BooleanField(_("paid twice"), default=False)
     attention_reason = models.TextField(_("attention reason"), blank=True)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -105,6 +114,16 @@ class Invoice(models.Model):
             ),
             models.Index(fields=["-created_at"], name="payments_ru_inv_created"),
             models.Index(fields=["order_id"], name="payments_ru_inv_order"),
+            models.Index(
+                fields=["order_key", "status"],
+                name="payments_ru_inv_order_key",
+                condition=~Q(order_key=""),
+            ),
+            models.Index(
+                fields=["-created_at"],
+                name="payments_ru_inv_paid_twice",
+                condition=Q(paid_twice=True),
+            ),
             models.Index(fields=["customer_email"], name="payments_ru_inv_email"),
             models.Index(fields=["customer_phone"], name="payments_ru_inv_phone"),
             models.Index(
@@ -155,7 +174,95 @@ class Invoice(models.Model):
 
     @property
     def refundable_amount(self) -> Decimal:
+        """Paid and not yet refunded (refunds in flight not deducted)."""
         return self.quantize(self.paid_amount - self.refunded_amount)
+
+    def siblings(self) -> models.QuerySet[Invoice]:
+        """The other invoices of the same order (none without ``order_key``)."""
+        if not self.order_key:
+            return Invoice.objects.none()
+        return Invoice.objects.filter(order_key=self.order_key).exclude(pk=self.pk)
+
+
+class Operation(models.Model):
+    """An operation sent to the provider, claimed before it is sent.
+
+    A start, refund, capture, release or cancel is recorded here under the
+    invoice's row lock, then sent outside the transaction, then settled exactly
+    once by the provider's answer, a webhook or a status poll. What is in flight
+    counts against what may still be refunded; at most one start, capture,
+    release or cancel is in flight per invoice (a database constraint).
+    """
+
+    class Kind(models.TextChoices):
+        START = "start", _("Start")
+        REFUND = "refund", _("Refund")
+        CAPTURE = "capture", _("Capture")
+        RELEASE = "release", _("Release")
+        CANCEL = "cancel", _("Cancel")
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight", _("In flight")
+        CONFIRMED = "confirmed", _("Confirmed")
+        FAILED = "failed", _("Failed")
+
+    #: Kinds of which one at a time may be in flight on an invoice.
+    EXCLUSIVE = (Kind.START, Kind.CAPTURE, Kind.RELEASE, Kind.CANCEL)
+
+    invoice = models.ForeignKey(
+        Invoice,
+        on_delete=models.PROTECT,
+        related_name="operations",
+        verbose_name=_("invoice"),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.IN_FLIGHT
+    )
+    amount = _money_field(_("amount"), null=True, blank=True)
+    #: Sent to the provider as the idempotency key where its API takes one.
+    key = models.CharField(_("idempotency key"), max_length=64, unique=True)
+    #: Why it failed, or what confirmed it.
+    reason = models.TextField(_("result"), blank=True)
+    #: For a start in flight: until when its caller holds the invoice. After
+    #: that (the caller died or timed out) the next start reconciles it first.
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=1)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    settled_at = models.DateTimeField(_("settled"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("operation")
+        verbose_name_plural = _("operations")
+        ordering = ["created_at", "id"]
+        constraints = [
+            check_constraint(
+                Q(amount__isnull=True) | Q(amount__gt=0),
+                "payments_ru_operation_amount_positive",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(state="in_flight")
+                & Q(kind__in=["start", "capture", "release", "cancel"]),
+                name="payments_ru_operation_one_in_flight",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["invoice", "kind"],
+                name="payments_ru_op_in_flight",
+                condition=Q(state="in_flight"),
+            ),
+            models.Index(fields=["state", "-created_at"], name="payments_ru_op_state"),
+        ]
+
+    def __str__(self) -> str:
+        amount = f" {self.amount} {self.invoice.currency}" if self.amount else ""
+        return f"{self.get_kind_display()}{amount} ({self.get_state_display()})"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state == self.State.IN_FLIGHT
 
 
 class Payment(models.Model):

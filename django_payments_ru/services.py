@@ -13,26 +13,39 @@ provider first, then lock the invoice row and apply the result.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, router, transaction
+from django.db.models import F, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import signals
+from . import signals, validation
+from .conf import payments_settings
 from .events import EventType, PaymentEvent
-from .exceptions import InvalidAmount, InvalidInput, InvalidOperation, NotSupported
-from .models import Invoice, Payment, WebhookEvent
+from .exceptions import (
+    InvalidAmount,
+    InvalidInput,
+    InvalidOperation,
+    NotSupported,
+    OperationInFlight,
+    PaymentsError,
+    ProviderAPIError,
+    TransactionOpen,
+)
+from .models import Invoice, Operation, Payment, WebhookEvent
 from .money import normalize_currency, to_amount
 from .providers.base import BaseProvider, Capability, Checkout
 from .registry import get_provider
@@ -47,12 +60,14 @@ from .status import (
 )
 
 logger = logging.getLogger("django_payments_ru")
+T = TypeVar("T")
 
 __all__ = [
     "ApplyResult",
     "apply_event",
     "cancel_invoice",
     "capture_invoice",
+    "close_order",
     "create_invoice",
     "process_webhook_event",
     "record_events",
@@ -73,7 +88,7 @@ def _limit(value: Any, field: str, max_length: int) -> str:
         raise InvalidInput(
             _("%(field)s must be a string.") % {"field": field}, field=field
         )
-    value = value.strip()
+    value = validation.check_text(value.strip(), field)
     if len(value) > max_length:
         raise InvalidInput(
             _("%(field)s is longer than %(max)d characters.")
@@ -94,12 +109,26 @@ def create_invoice(
     customer_phone: str = "",
     metadata: dict[str, Any] | None = None,
     return_url: str = "",
+    order_key: str = "",
 ) -> Invoice:
     """Create an invoice for ``amount`` to be paid through the provider ``provider``
     (an alias of ``PAYMENTS_RU["PROVIDERS"]``). Validates everything before it
     writes anything: a bad amount, currency or field raises
     :class:`~django_payments_ru.exceptions.InvalidInput` and no row is created.
-    Nothing is sent to the provider until :func:`start_payment`."""
+    Nothing is sent to the provider until :func:`start_payment`.
+
+    No text (``order_id``, ``description``, ``customer_email``,
+    ``customer_phone``, ``return_url``, the strings inside ``metadata``) may
+    hold a control character or a lone surrogate. ``return_url``, where the
+    return view sends the customer after paying, must be an absolute ``http(s)``
+    URL on the shop's host: ``BASE_URL``'s or one of ``RETURN_URL_HOSTS``
+    (:doc:`/configuration`).
+
+    ``order_key`` groups the invoices of one shop order (one per provider, or one
+    per attempt): once one of them is paid the others are cancelled, and a
+    payment that still arrives on another is applied and flagged as paid twice.
+    An order that is already paid takes no new invoice
+    (:class:`~django_payments_ru.exceptions.InvalidOperation`)."""
     backend = get_provider(provider)
     code = normalize_currency(currency)
     value = to_amount(amount, code)
@@ -120,6 +149,11 @@ def create_invoice(
         )
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(_("metadata must be a dict."), field="metadata")
+    validation.check_texts(metadata, "metadata")
+    back = _limit(return_url, "return_url", 2000)
+    if back:
+        # The return view redirects the customer there: the shop's hosts only.
+        validation.check_return_url(back)
     invoice = Invoice(
         provider=provider,
         amount=value,
@@ -129,39 +163,273 @@ def create_invoice(
         customer_email=email,
         customer_phone=phone,
         metadata=metadata or {},
-        return_url=_limit(return_url, "return_url", 2000),
+        return_url=back,
+        order_key=_limit(order_key, "order_key", 64),
     )
     backend.validate_invoice(invoice)
+    _refuse_paid_order(invoice)
     invoice.save()
     return invoice
 
 
-def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
-    """How the customer pays ``invoice``: registers the payment with the provider
-    when its API does that, stores the :class:`Checkout` and returns it. Calling it
-    again returns the stored checkout while it is still valid, so a double click
-    does not create a second payment at the provider."""
-    invoice.refresh_from_db()
-    if invoice.status not in PAYABLE:
+# --- claims ---------------------------------------------------------------------
+
+#: How long a caller of :func:`start_payment` waits for a start that another
+#: caller (a second tab, a double click) has in flight, in seconds.
+START_WAIT = 20.0
+_POLL = 0.05
+
+
+def _start_lease() -> timedelta:
+    """How long a start holds its invoice: long enough for the provider call with
+    every retry it may make; after that the holder is taken to have died."""
+    timeout = payments_settings.HTTP_TIMEOUT
+    if isinstance(timeout, list | tuple):
+        seconds = float(sum(timeout))
+    else:
+        seconds = 2 * float(timeout)
+    return timedelta(seconds=seconds * (int(payments_settings.HTTP_RETRIES) + 1) + 10)
+
+
+def _new_key(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def _outside_transaction(what: str) -> None:
+    """Refuse to call a provider inside an open transaction (``ATOMIC_REQUESTS``,
+    a caller's ``atomic()``): the claim would be invisible to other processes
+    until the commit, and the row locks would be held across a network call.
+    The atomic blocks of Django's test cases do not count."""
+    connection = transaction.get_connection(router.db_for_write(Invoice))
+    if connection.in_atomic_block and any(
+        not getattr(block, "_from_testcase", False)
+        for block in connection.atomic_blocks
+    ):
+        raise TransactionOpen(
+            _(
+                "%(operation)s calls the payment provider and cannot run inside a "
+                "database transaction."
+            )
+            % {"operation": what}
+        )
+
+
+def _lock(invoice: Invoice) -> Invoice:
+    """``invoice``'s row, locked (inside the caller's transaction)."""
+    return Invoice.objects.select_for_update().get(pk=invoice.pk)
+
+
+def _busy(invoice: Invoice) -> Operation | None:
+    """The start, capture, release or cancel in flight on ``invoice``, if any."""
+    return (
+        invoice.operations.filter(
+            state=Operation.State.IN_FLIGHT, kind__in=Operation.EXCLUSIVE
+        )
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def _in_flight_message(operation: Operation) -> str:
+    if operation.kind == Operation.Kind.START:
+        return _(
+            "This invoice's payment is being started (another window or a double "
+            "click); try again in a moment."
+        )
+    return _(
+        "A %(operation)s of this invoice was sent to the provider and awaits its "
+        "answer; try again once it is settled."
+    ) % {"operation": operation.get_kind_display().lower()}
+
+
+def _settle(operation: Operation, state: str, reason: str = "") -> None:
+    """Settle an operation in flight, once: a settled one is left alone."""
+    if operation.state != Operation.State.IN_FLIGHT:
+        return
+    operation.state = state
+    operation.reason = str(reason)[:2000]
+    operation.lease_until = None
+    operation.settled_at = timezone.now()
+    operation.save(update_fields=["state", "reason", "lease_until", "settled_at"])
+
+
+#: Errors after which the provider certainly did nothing: the claim is released.
+#: Anything else (no answer, a garbled answer, a bug) may have reached the
+#: provider: the claim stays in flight until an answer, webhook or poll settles it.
+_REFUSALS = (ProviderAPIError, InvalidInput, NotSupported, InvalidOperation)
+
+
+def _claim(invoice: Invoice, kind: str, *, amount: Decimal | None = None) -> Operation:
+    """Record ``kind`` on the locked ``invoice`` as in flight. One start, capture,
+    release or cancel at a time: another one in flight raises
+    :class:`OperationInFlight` (a start whose lease ran out no longer counts: its
+    caller died, and nothing it may have created can be paid once the invoice is
+    cancelled or captured)."""
+    busy = _busy(invoice)
+    if busy is not None and kind in Operation.EXCLUSIVE:
+        stale = (
+            busy.kind == Operation.Kind.START
+            and kind != Operation.Kind.START
+            and busy.lease_until is not None
+            and busy.lease_until <= timezone.now()
+        )
+        if not stale:
+            raise OperationInFlight(_in_flight_message(busy), provider=invoice.provider)
+        _settle(busy, Operation.State.FAILED, _("abandoned: its caller gave no answer"))
+    try:
+        with transaction.atomic():
+            return Operation.objects.create(
+                invoice=invoice, kind=kind, amount=amount, key=_new_key(kind)
+            )
+    except IntegrityError:  # a concurrent claim won (SQLite has no row locks)
+        raise OperationInFlight(
+            _("Another operation on this invoice is in flight; try again in a moment."),
+            provider=invoice.provider,
+        ) from None
+
+
+def _send(operation: Operation, call: Callable[[], T]) -> T:
+    """Make the provider call of a claimed ``operation``, outside any
+    transaction. A refusal releases the claim with the reason; an error that
+    leaves the outcome unknown keeps it in flight."""
+    try:
+        return call()
+    except _REFUSALS as exc:
+        _settle(operation, Operation.State.FAILED, str(exc))
+        raise
+    except Exception as exc:
+        # Only while in flight: a webhook may have settled it during the call.
+        Operation.objects.filter(
+            pk=operation.pk, state=Operation.State.IN_FLIGHT
+        ).update(
+            reason=_(
+                "no answer from the provider (%(error)s): settled by its "
+                "webhook or a refresh"
+            )
+            % {"error": type(exc).__name__},
+            lease_until=timezone.now(),
+        )
+        raise
+
+
+def _order_paid_by(invoice: Invoice) -> Invoice | None:
+    """Another invoice of ``invoice``'s order that is already paid, if any."""
+    return (
+        invoice.siblings()
+        .filter(status__in=PAID_STATES)
+        .order_by("paid_at", "id")
+        .first()
+    )
+
+
+def _refuse_paid_order(invoice: Invoice) -> None:
+    other = _order_paid_by(invoice)
+    if other is not None:
         raise InvalidOperation(
-            _("Invoice %(ref)s cannot be paid: it is %(status)s.")
-            % {"ref": invoice.uuid, "status": invoice.get_status_display()},
+            _("Order %(order)s is already paid (invoice %(ref)s).")
+            % {"order": invoice.order_key, "ref": other.uuid},
             provider=invoice.provider,
         )
-    existing = invoice.get_checkout()
-    if (
-        existing is not None
-        and invoice.status != InvoiceStatus.FAILED
-        and (existing.expires_at is None or existing.expires_at > timezone.now())
-    ):
-        return existing
-    provider = invoice.get_provider()
-    checkout = provider.start(invoice, request)  # network: outside any transaction
+
+
+def _claim_start(invoice: Invoice) -> Checkout | tuple[Operation, bool] | None:
+    """The stored checkout while it is valid; else our claim on the start (and
+    whether it takes over one whose caller died); else ``None``: another caller
+    is starting it right now."""
     with transaction.atomic():
-        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        locked = _lock(invoice)
+        if locked.status not in PAYABLE:
+            raise InvalidOperation(
+                _("Invoice %(ref)s cannot be paid: it is %(status)s.")
+                % {"ref": locked.uuid, "status": locked.get_status_display()},
+                provider=locked.provider,
+            )
+        _refuse_paid_order(locked)
+        existing = locked.get_checkout()
+        if (
+            existing is not None
+            and locked.status != InvoiceStatus.FAILED
+            and (existing.expires_at is None or existing.expires_at > timezone.now())
+        ):
+            return existing
+        now = timezone.now()
+        busy = _busy(locked)
+        if busy is not None:
+            if busy.kind != Operation.Kind.START:
+                raise OperationInFlight(
+                    _in_flight_message(busy), provider=locked.provider
+                )
+            if busy.lease_until is not None and busy.lease_until > now:
+                return None
+            # Its caller died or timed out: take it over with the same key, and
+            # ask the provider for what it may have created before sending again.
+            busy.lease_until = now + _start_lease()
+            busy.attempts += 1
+            busy.save(update_fields=["lease_until", "attempts"])
+            return busy, True
+        try:
+            with transaction.atomic():
+                return (
+                    Operation.objects.create(
+                        invoice=locked,
+                        kind=Operation.Kind.START,
+                        key=_new_key("start"),
+                        lease_until=now + _start_lease(),
+                    ),
+                    False,
+                )
+        except IntegrityError:  # a concurrent claim won (SQLite has no row locks)
+            return None
+
+
+def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
+    """How the customer pays ``invoice``: registers the payment with the provider
+    when its API does that, stores the :class:`Checkout` and returns it.
+
+    One start at a time per invoice: the caller claims the invoice (a lease that
+    runs out if its process dies) before calling the provider; a concurrent
+    caller (a double click, a second tab) waits for that start and gets the same
+    checkout; a start that got no answer is reconciled before a second one is
+    sent (the same idempotency key, :meth:`BaseProvider.recover_start`). Calling
+    it again returns the stored checkout while it is still valid."""
+    _outside_transaction("start_payment()")
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        try:
+            claim = _claim_start(invoice)
+        except PaymentsError:
+            invoice.refresh_from_db()  # the caller sees why (paid meanwhile...)
+            raise
+        if isinstance(claim, Checkout):
+            invoice.refresh_from_db()
+            return claim
+        if claim is not None:
+            break
+        if time.monotonic() > deadline:
+            raise OperationInFlight(
+                _(
+                    "This invoice's payment is being started (another window or a "
+                    "double click); try again in a moment."
+                ),
+                provider=invoice.provider,
+            )
+        time.sleep(_POLL)
+    operation, recovering = claim
+    invoice.refresh_from_db()
+    provider = invoice.get_provider()
+
+    def call() -> Checkout:
+        found = provider.recover_start(invoice, operation.key) if recovering else None
+        if found is not None:
+            return found
+        return provider.start(invoice, request, key=operation.key)
+
+    checkout = _send(operation, call)  # network: outside any transaction
+    with transaction.atomic():
+        locked = _lock(invoice)
         locked.checkout = checkout.to_json()
         if checkout.payment_id:
-            locked.provider_payment_id = checkout.payment_id
+            locked.provider_payment_id = checkout.payment_id[:128]
         locked.expires_at = checkout.expires_at
         locked.save(
             update_fields=[
@@ -171,6 +439,7 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
                 "updated_at",
             ]
         )
+        _settle(operation, Operation.State.CONFIRMED)
         if checkout.payment_id:
             # The provider now holds a payment: that is a fact worth a status.
             _apply_locked(
@@ -184,7 +453,16 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
                 ),
                 None,
             )
+        payable = locked.status in PAYABLE
     invoice.refresh_from_db()
+    if not payable:
+        # Cancelled while the provider was being called (the order was paid by
+        # another invoice): the customer is not sent to pay it.
+        raise InvalidOperation(
+            _("Invoice %(ref)s cannot be paid: it is %(status)s.")
+            % {"ref": invoice.uuid, "status": invoice.get_status_display()},
+            provider=invoice.provider,
+        )
     return checkout
 
 
@@ -207,10 +485,7 @@ class ApplyResult:
     reason: str = ""
 
 
-def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
-    qs = Invoice.objects.filter(provider=event.provider)
-    if lock:
-        qs = qs.select_for_update()
+def _find(qs: Any, event: PaymentEvent) -> Invoice | None:
     if event.invoice_ref:
         try:
             ref = uuid.UUID(str(event.invoice_ref))
@@ -227,6 +502,28 @@ def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
     if event.order_id:
         return qs.filter(order_id=event.order_id).order_by("-created_at", "-id").first()
     return None
+
+
+def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
+    qs = Invoice.objects.filter(provider=event.provider)
+    if lock and event.type is EventType.PAID:
+        # A payment locks its whole order, always in primary-key order, so that
+        # two invoices of one order paid at the same instant are applied one
+        # after the other and the second is seen as a double payment.
+        found = _find(qs.only("pk", "order_key"), event)
+        if found is None:
+            return None
+        if found.order_key:
+            group = Invoice.objects.select_for_update().filter(
+                order_key=found.order_key
+            )
+            for invoice in group.order_by("pk"):
+                if invoice.pk == found.pk:
+                    return invoice
+        return Invoice.objects.select_for_update().filter(pk=found.pk).first()
+    if lock:
+        qs = qs.select_for_update()
+    return _find(qs, event)
 
 
 def _flag(invoice: Invoice, reason: str) -> None:
@@ -253,13 +550,26 @@ def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
     return ""
 
 
+def _robustly(signal: signals.Signal, invoice: Invoice, **arguments: Any) -> None:
+    for receiver, result in signal.send_robust(
+        sender=Invoice, invoice=invoice, **arguments
+    ):
+        if isinstance(result, BaseException):
+            logger.error(
+                "A receiver of a payment signal failed for invoice %s: %r",
+                invoice.uuid,
+                receiver,
+                exc_info=(type(result), result, result.__traceback__),
+            )
+
+
 def _send_signals(
     invoice: Invoice, old: str, new: str, event: PaymentEvent, refunded: Decimal
 ) -> None:
     """Send the signals of a committed change. A receiver that raises does not
     stop the others and cannot undo the change (it is already committed): its
     error is logged with its traceback."""
-    kwargs = {"invoice": invoice, "old_status": old, "new_status": new, "event": event}
+    kwargs = {"old_status": old, "new_status": new, "event": event}
     sent: list[tuple[signals.Signal, dict[str, Any]]] = []
     if old != new:
         sent.append((signals.invoice_status_changed, kwargs))
@@ -270,33 +580,47 @@ def _send_signals(
     if refunded > 0:
         sent.append((signals.invoice_refunded, {**kwargs, "amount": refunded}))
     for signal, arguments in sent:
-        for receiver, result in signal.send_robust(sender=Invoice, **arguments):
-            if isinstance(result, BaseException):
-                logger.error(
-                    "A receiver of a payment signal failed for invoice %s: %r",
-                    invoice.uuid,
-                    receiver,
-                    exc_info=(type(result), result, result.__traceback__),
-                )
+        _robustly(signal, invoice, **arguments)
 
 
-def _apply_locked(
+def _paid_twice(
+    invoice: Invoice, other: Invoice, event: PaymentEvent, reason: str
+) -> None:
+    """Flag ``invoice`` as a double payment of its order (``other`` was paid
+    first; the same invoice when it was paid twice itself) and tell the shop
+    after the commit."""
+    invoice.paid_twice = True
+    _flag(invoice, reason)
+    transaction.on_commit(
+        partial(
+            _robustly,
+            signals.invoice_paid_twice,
+            invoice,
+            other_invoice=other,
+            event=event,
+        )
+    )
+
+
+def _transition(
     invoice: Invoice, event: PaymentEvent, row: WebhookEvent | None
-) -> ApplyResult:
-    """Apply ``event`` to ``invoice``, whose row the caller has locked inside a
-    transaction. Signals are queued for after the commit."""
+) -> tuple[ApplyResult, Decimal]:
+    """Apply ``event`` to the locked ``invoice``: the state machine, the money
+    rows, the flags. Returns the result and the amount refunded by it."""
     old = invoice.status
+    nothing = Decimal(0)
     if event.type in (EventType.PAID, EventType.HELD):
         # An amount or currency that does not match never marks an invoice paid.
         problem = _mismatch(invoice, event)
-        if (
+        second = (
             not problem
             and event.type is EventType.PAID
             and invoice.status in PAID_STATES
             and event.provider_payment_id
             and invoice.provider_payment_id
             and event.provider_payment_id != invoice.provider_payment_id
-        ):
+        )
+        if second:
             # The customer paid twice: the second payment must not vanish as a
             # repeat of the first; the merchant refunds one of them.
             problem = _(
@@ -304,21 +628,32 @@ def _apply_locked(
                 "%(old)s: refund one of them"
             ) % {"new": event.provider_payment_id, "old": invoice.provider_payment_id}
         if problem:
-            _flag(
-                invoice,
-                _("%(event)s event rejected: %(problem)s")
-                % {"event": event.type.label, "problem": problem},
-            )
+            reason = _("%(event)s event rejected: %(problem)s") % {
+                "event": event.type.label,
+                "problem": problem,
+            }
+            if second:
+                _paid_twice(invoice, invoice, event, reason)
+            else:
+                _flag(invoice, reason)
             invoice.save(
-                update_fields=["needs_attention", "attention_reason", "updated_at"]
+                update_fields=[
+                    "needs_attention",
+                    "attention_reason",
+                    "paid_twice",
+                    "updated_at",
+                ]
             )
-            return ApplyResult(Result.REJECTED, invoice, old, old, problem)
+            return ApplyResult(Result.REJECTED, invoice, old, old, problem), nothing
 
     rule = rule_for(old, event.type)
     if rule.outcome is Outcome.NOOP:
-        return ApplyResult(Result.NOOP, invoice, old, old, _("already in this state"))
+        return (
+            ApplyResult(Result.NOOP, invoice, old, old, _("already in this state")),
+            nothing,
+        )
     if rule.outcome is Outcome.IGNORE:
-        return ApplyResult(Result.IGNORED, invoice, old, old, rule.reason)
+        return ApplyResult(Result.IGNORED, invoice, old, old, rule.reason), nothing
 
     assert rule.target is not None
     target = rule.target
@@ -338,12 +673,30 @@ def _apply_locked(
             provider_payment_id=event.provider_payment_id
             or invoice.provider_payment_id,
         )
+        other = _order_paid_by(invoice)
+        if other is not None:
+            # The money moved, so the payment is applied; the order now has two.
+            _paid_twice(
+                invoice,
+                other,
+                event,
+                _(
+                    "order %(order)s was already paid by invoice %(ref)s: this "
+                    "payment moved money too, refund one of them"
+                )
+                % {"order": invoice.order_key, "ref": other.uuid},
+            )
+        elif invoice.order_key:
+            transaction.on_commit(partial(_after_order_paid, invoice.pk))
     elif event.type is EventType.REFUNDED:
         if event.refunded_total is not None:
             refunded = event.refunded_total - invoice.refunded_amount
             if refunded <= 0:  # already recorded (sync answer, older event)
-                return ApplyResult(
-                    Result.NOOP, invoice, old, old, _("refund already recorded")
+                return (
+                    ApplyResult(
+                        Result.NOOP, invoice, old, old, _("refund already recorded")
+                    ),
+                    nothing,
                 )
         else:
             refunded = (
@@ -357,7 +710,7 @@ def _apply_locked(
             invoice.save(
                 update_fields=["needs_attention", "attention_reason", "updated_at"]
             )
-            return ApplyResult(Result.REJECTED, invoice, old, old, problem)
+            return ApplyResult(Result.REJECTED, invoice, old, old, problem), nothing
         invoice.refunded_amount += refunded
         target = refund_target(invoice.paid_amount, invoice.refunded_amount)
         Payment.objects.create(
@@ -379,17 +732,106 @@ def _apply_locked(
         invoice.status_changed_at = now
     invoice.save()
     transaction.on_commit(partial(_send_signals, invoice, old, target, event, refunded))
-    return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason)
+    return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason), refunded
 
 
-def apply_event(event: PaymentEvent) -> ApplyResult:
+#: What an applied change does to the operations in flight that it answers:
+#: new status -> {kind: state}. A payment confirms the capture (and a start
+#: still in flight) and defeats a cancel; a hold that ended confirms a release
+#: or cancel and defeats a capture.
+_SETTLED_BY: dict[str, dict[str, str]] = {
+    InvoiceStatus.PAID: {
+        Operation.Kind.CAPTURE: Operation.State.CONFIRMED,
+        Operation.Kind.START: Operation.State.CONFIRMED,
+        Operation.Kind.RELEASE: Operation.State.FAILED,
+        Operation.Kind.CANCEL: Operation.State.FAILED,
+    },
+    **{
+        status: {
+            Operation.Kind.RELEASE: Operation.State.CONFIRMED,
+            Operation.Kind.CANCEL: Operation.State.CONFIRMED,
+            Operation.Kind.CAPTURE: Operation.State.FAILED,
+        }
+        for status in (
+            InvoiceStatus.CANCELLED,
+            InvoiceStatus.EXPIRED,
+            InvoiceStatus.FAILED,
+        )
+    },
+}
+
+
+def _settle_claims(
+    invoice: Invoice,
+    result: ApplyResult,
+    refunded: Decimal,
+    operation: Operation | None,
+) -> None:
+    """Settle, exactly once and under the invoice's lock, the operations that
+    this result answers: the caller's own ``operation`` (confirmed, or failed with
+    the reason when the provider's answer could not be applied), then whatever
+    else in flight the change confirms or defeats (a webhook, a poll)."""
+    if operation is not None:
+        operation.refresh_from_db()
+        if result.result in (Result.APPLIED, Result.NOOP):
+            _settle(operation, Operation.State.CONFIRMED, result.reason)
+        else:
+            _settle(operation, Operation.State.FAILED, result.reason)
+    if result.result is not Result.APPLIED:
+        return
+    pending = invoice.operations.filter(state=Operation.State.IN_FLIGHT).order_by(
+        "created_at", "id"
+    )
+    if refunded > 0:
+        # The refunds in flight that this refund covers (beyond the caller's
+        # own, which it answers): the claim of exactly this amount if there is
+        # one (notifications may come in any order), else the oldest that fit.
+        left = refunded
+        if operation is not None and operation.kind == Operation.Kind.REFUND:
+            left -= operation.amount or Decimal(0)
+        claims = [c for c in pending.filter(kind=Operation.Kind.REFUND) if c.amount]
+        exact = [c for c in claims if c.amount == left][:1]
+        for claimed in exact or claims:
+            assert claimed.amount is not None
+            if claimed.amount <= left:
+                left -= claimed.amount
+                _settle(claimed, Operation.State.CONFIRMED, result.reason)
+    if result.new_status != result.old_status:
+        states = _SETTLED_BY.get(result.new_status, {})
+        reason = _("the invoice became %(status)s") % {
+            "status": InvoiceStatus(result.new_status).label
+        }
+        for claimed in pending.filter(kind__in=list(states)):
+            _settle(claimed, states[claimed.kind], reason)
+
+
+def _apply_locked(
+    invoice: Invoice,
+    event: PaymentEvent,
+    row: WebhookEvent | None,
+    operation: Operation | None = None,
+) -> ApplyResult:
+    """Apply ``event`` to ``invoice``, whose row the caller has locked inside a
+    transaction, and settle the operations it answers. Signals are queued for
+    after the commit."""
+    result, refunded = _transition(invoice, event, row)
+    _settle_claims(invoice, result, refunded, operation)
+    return result
+
+
+def apply_event(
+    event: PaymentEvent, *, operation: Operation | None = None
+) -> ApplyResult:
     """Apply a verified event (a status poll, a synchronous API answer) to its
-    invoice, under a row lock, in one transaction."""
+    invoice, under a row lock, in one transaction. ``operation``: the claim this
+    event answers (settled with it)."""
     with transaction.atomic():
         invoice = _locate(event, lock=True)
         if invoice is None:
+            if operation is not None:
+                _settle(operation, Operation.State.FAILED, _("no matching invoice"))
             return ApplyResult(Result.REJECTED, None, reason=_("no matching invoice"))
-        return _apply_locked(invoice, event, None)
+        return _apply_locked(invoice, event, None, operation)
 
 
 # --- the webhook inbox ----------------------------------------------------------
@@ -400,28 +842,59 @@ def record_events(
 ) -> list[WebhookEvent]:
     """Store each verified event once (unique per provider alias and dedupe id),
     with the secrets the provider names removed from its payload; a redelivery
-    finds the stored row and counts the delivery."""
+    finds the stored row and counts the delivery.
+
+    Every event is checked first (:func:`~django_payments_ru.events.check_event`:
+    ids that fit their columns, clean text, known currency, amounts the currency
+    and the columns can hold, a payload the database can store): one that does
+    not fit raises :class:`~django_payments_ru.exceptions.WebhookParseError`
+    before anything is written. The events of one webhook are stored together or
+    not at all."""
+    # Imported here, not at the top: this function's checks are self-contained.
+    from django.db import DataError
+
+    from .events import check_event
+    from .exceptions import WebhookParseError
+    from .providers.payload import check_json_value
+
     alias = provider.alias
-    rows = []
+    checked = []
     for event in events:
-        payload = provider.redact_payload(event.raw_json())
-        try:
-            with transaction.atomic():
-                row = WebhookEvent.objects.create(
-                    provider=alias,
-                    dedupe_id=event.dedupe_id[:255],
-                    event_type=event.type,
-                    event=event.to_json(),
-                    payload=payload,
-                )
-        except IntegrityError:
-            row = WebhookEvent.objects.get(
-                provider=alias, dedupe_id=event.dedupe_id[:255]
-            )
-            WebhookEvent.objects.filter(pk=row.pk).update(
-                deliveries=F("deliveries") + 1
-            )
-        rows.append(row)
+        event = check_event(event)
+        payload = check_json_value(
+            provider.redact_payload(event.raw_json()), provider=alias
+        )
+        checked.append((event, payload))
+    rows = []
+    try:
+        with transaction.atomic():
+            for event, payload in checked:
+                try:
+                    with transaction.atomic():
+                        row = WebhookEvent.objects.create(
+                            provider=alias,
+                            dedupe_id=event.dedupe_id,
+                            event_type=event.type,
+                            event=event.to_json(),
+                            payload=payload,
+                        )
+                except IntegrityError:
+                    row = WebhookEvent.objects.get(
+                        provider=alias, dedupe_id=event.dedupe_id
+                    )
+                    WebhookEvent.objects.filter(pk=row.pk).update(
+                        deliveries=F("deliveries") + 1
+                    )
+                rows.append(row)
+    except DataError:
+        # A value the checks above let through and the database still refused:
+        # rolled back, so nothing was written, and the same body would fail
+        # again: a 400, not a 500 that the provider retries for ever.
+        raise WebhookParseError(
+            _("The database cannot store this webhook's content."),
+            provider=alias,
+            code="unstorable",
+        ) from None
     return rows
 
 
@@ -490,7 +963,9 @@ def _fresh(invoice: Invoice) -> Invoice:
 
 
 def refresh_invoice(invoice: Invoice) -> Invoice:
-    """Ask the provider where the payment stands and apply the answer."""
+    """Ask the provider where the payment stands and apply the answer (which
+    also settles the operations in flight that it answers)."""
+    _outside_transaction("refresh_invoice()")
     provider = invoice.get_provider()
     if not provider.supports(Capability.STATUS):
         raise NotSupported(
@@ -504,114 +979,252 @@ def refresh_invoice(invoice: Invoice) -> Invoice:
     return _fresh(invoice)
 
 
+def _in_flight_total(invoice: Invoice, kind: str) -> Decimal:
+    total = invoice.operations.filter(
+        kind=kind, state=Operation.State.IN_FLIGHT
+    ).aggregate(total=Sum("amount"))["total"]
+    return invoice.quantize(total or Decimal(0))
+
+
 def refund_invoice(
     invoice: Invoice, amount: Decimal | int | str | None = None
 ) -> Invoice:
-    """Refund ``amount`` (default: everything not yet refunded)."""
+    """Refund ``amount`` (default: everything not yet refunded or being refunded).
+
+    The refund is claimed under the invoice's row lock before the provider is
+    called: refunds in flight count against what may still be refunded, a
+    provider that takes only whole refunds gets no second one while one is in
+    flight, and the claim's idempotency key is sent with the call. The
+    provider's answer, its webhook or a status poll settles the claim once."""
+    _outside_transaction("refund_invoice()")
     provider = invoice.get_provider()
-    invoice = _fresh(invoice)
     if not provider.supports(Capability.REFUND):
         raise NotSupported(
             _("%(name)s does not support refunds.") % {"name": provider.display_name},
             provider=invoice.provider,
         )
-    if invoice.status not in PAID_STATES or invoice.refundable_amount <= 0:
-        raise InvalidOperation(
-            _(
-                "Only a paid invoice with money left to refund can be refunded; "
-                "this one is %(status)s."
+    partial_refunds = provider.supports(Capability.PARTIAL_REFUND)
+    with transaction.atomic():
+        locked = _lock(invoice)
+        if locked.status not in PAID_STATES or locked.refundable_amount <= 0:
+            raise InvalidOperation(
+                _(
+                    "Only a paid invoice with money left to refund can be refunded; "
+                    "this one is %(status)s."
+                )
+                % {"status": locked.get_status_display()},
+                provider=locked.provider,
             )
-            % {"status": invoice.get_status_display()},
-            provider=invoice.provider,
-        )
-    value = (
-        invoice.refundable_amount
-        if amount is None
-        else to_amount(amount, invoice.currency)
-    )
-    if value > invoice.refundable_amount:
-        raise InvalidAmount(
-            _("Cannot refund %(amount)s: only %(left)s %(currency)s is left to refund.")
-            % {
-                "amount": value,
-                "left": invoice.refundable_amount,
-                "currency": invoice.currency,
-            },
-            field="amount",
-            provider=invoice.provider,
-        )
-    if value != invoice.refundable_amount and not provider.supports(
-        Capability.PARTIAL_REFUND
-    ):
-        raise NotSupported(
-            _("%(name)s only refunds the whole amount.")
-            % {"name": provider.display_name},
-            provider=invoice.provider,
-        )
-    event = provider.refund(invoice, value)
+        in_flight = _in_flight_total(locked, Operation.Kind.REFUND)
+        left = locked.refundable_amount - in_flight
+        if in_flight and (not partial_refunds or left <= 0):
+            raise OperationInFlight(
+                _(
+                    "A refund of %(amount)s %(currency)s was sent to %(name)s and "
+                    "awaits its confirmation; wait for it before refunding again."
+                )
+                % {
+                    "amount": in_flight,
+                    "currency": locked.currency,
+                    "name": provider.display_name,
+                },
+                provider=locked.provider,
+            )
+        value = left if amount is None else to_amount(amount, locked.currency)
+        if value > left:
+            raise InvalidAmount(
+                _(
+                    "Cannot refund %(amount)s: only %(left)s %(currency)s is left "
+                    "to refund."
+                )
+                % {"amount": value, "left": left, "currency": locked.currency},
+                field="amount",
+                provider=locked.provider,
+            )
+        if value != locked.refundable_amount and not partial_refunds:
+            raise NotSupported(
+                _("%(name)s only refunds the whole amount.")
+                % {"name": provider.display_name},
+                provider=locked.provider,
+            )
+        operation = _claim(locked, Operation.Kind.REFUND, amount=value)
+    event = _send(operation, lambda: provider.refund(locked, value, key=operation.key))
     if event is not None:
-        apply_event(event)
+        apply_event(event, operation=operation)
     return _fresh(invoice)
+
+
+def _local_cancel(invoice: Invoice, reason: str, key: str) -> PaymentEvent:
+    return PaymentEvent(
+        provider=invoice.provider,
+        dedupe_id=f"cancel:{key}",
+        type=EventType.CANCELLED,
+        invoice_ref=str(invoice.uuid),
+        reason=reason,
+    )
 
 
 def cancel_invoice(invoice: Invoice) -> Invoice:
-    """Cancel an unpaid invoice (at the provider too, where it supports that).
-    A payment that arrives afterwards is still applied, and flagged."""
-    invoice = _fresh(invoice)
-    if invoice.status not in CANCELLABLE:
-        raise InvalidOperation(
-            _("A %(status)s invoice cannot be cancelled.")
-            % {"status": invoice.get_status_display()},
-            provider=invoice.provider,
-        )
+    """Cancel an unpaid invoice: at the provider where it can cancel, locally
+    otherwise. Funds on hold are released at the provider first; where the
+    provider cannot release them, the cancel is refused with the reason (it
+    never reports "cancelled" while the money stays blocked). A payment that
+    arrives afterwards is still applied, and flagged."""
+    _outside_transaction("cancel_invoice()")
     provider = invoice.get_provider()
-    event = None
-    if invoice.status == InvoiceStatus.ON_HOLD and provider.supports(Capability.HOLD):
-        event = provider.release(invoice)
-    elif (
-        provider.supports(Capability.CANCEL)
-        and invoice.provider_payment_id
-        and invoice.status in (InvoiceStatus.CREATED, InvoiceStatus.PENDING)
-    ):
-        # Only a live payment is cancelled at the provider; a failed or expired
-        # one is already dead there, and the invoice is cancelled locally.
-        event = provider.cancel(invoice)
-    if event is None:
-        event = PaymentEvent(
-            provider=invoice.provider,
-            dedupe_id=f"cancel:{invoice.uuid}",
-            type=EventType.CANCELLED,
-            invoice_ref=str(invoice.uuid),
-            reason=_("cancelled by the merchant"),
-        )
-    apply_event(event)
+    with transaction.atomic():
+        locked = _lock(invoice)
+        if locked.status not in CANCELLABLE:
+            raise InvalidOperation(
+                _("A %(status)s invoice cannot be cancelled.")
+                % {"status": locked.get_status_display()},
+                provider=locked.provider,
+            )
+        kind: str | None = None
+        if locked.status == InvoiceStatus.ON_HOLD:
+            if not provider.supports(Capability.HOLD):
+                raise NotSupported(
+                    _(
+                        "The funds of this invoice are held at %(name)s, which "
+                        "cannot release them through its API: release them in "
+                        "%(name)s's own dashboard; its notification or a refresh "
+                        "then cancels the invoice."
+                    )
+                    % {"name": provider.display_name},
+                    provider=locked.provider,
+                )
+            kind = Operation.Kind.RELEASE
+        elif (
+            provider.supports(Capability.CANCEL)
+            and locked.provider_payment_id
+            and locked.status in (InvoiceStatus.CREATED, InvoiceStatus.PENDING)
+        ):
+            # Only a live payment is cancelled at the provider; a failed or expired
+            # one is already dead there, and the invoice is cancelled locally.
+            kind = Operation.Kind.CANCEL
+        operation = _claim(locked, kind or Operation.Kind.CANCEL)
+        if kind is None:
+            _apply_locked(
+                locked,
+                _local_cancel(locked, _("cancelled by the merchant"), operation.key),
+                None,
+                operation,
+            )
+            return _fresh(invoice)
+    if kind == Operation.Kind.RELEASE:
+        event = _send(operation, lambda: provider.release(locked, key=operation.key))
+        reason = _("funds released at the provider")
+    else:
+        event = _send(operation, lambda: provider.cancel(locked, key=operation.key))
+        reason = _("cancelled by the merchant")
+    # The provider took the request: the invoice is cancelled now, whether or not
+    # its answer carried the new state.
+    apply_event(
+        event or _local_cancel(locked, reason, operation.key), operation=operation
+    )
     return _fresh(invoice)
+
+
+def _lock_hold(invoice: Invoice, provider: BaseProvider, refusal: str) -> Invoice:
+    """``invoice`` locked, on hold, at a provider that can end holds."""
+    locked = _lock(invoice)
+    if locked.status != InvoiceStatus.ON_HOLD:
+        raise InvalidOperation(refusal, provider=locked.provider)
+    if not provider.supports(Capability.HOLD):
+        raise NotSupported(
+            _("%(name)s does not support holds.") % {"name": provider.display_name},
+            provider=locked.provider,
+        )
+    return locked
 
 
 def capture_invoice(
     invoice: Invoice, amount: Decimal | int | str | None = None
 ) -> Invoice:
-    """Take the funds held for ``invoice`` (two-stage payments)."""
-    invoice = _fresh(invoice)
-    if invoice.status != InvoiceStatus.ON_HOLD:
-        raise InvalidOperation(
-            _("Only an invoice on hold can be captured."), provider=invoice.provider
+    """Take the funds held for ``invoice`` (two-stage payments). Claimed before
+    the provider is called: one capture, release or cancel at a time; the
+    provider's answer, or the payment's webhook, settles it."""
+    _outside_transaction("capture_invoice()")
+    provider = invoice.get_provider()
+    with transaction.atomic():
+        locked = _lock_hold(
+            invoice, provider, _("Only an invoice on hold can be captured.")
         )
-    value = None if amount is None else to_amount(amount, invoice.currency)
-    event = invoice.get_provider().capture(invoice, value)
+        value = None if amount is None else to_amount(amount, locked.currency)
+        operation = _claim(
+            locked, Operation.Kind.CAPTURE, amount=value or locked.amount
+        )
+    event = _send(operation, lambda: provider.capture(locked, value, key=operation.key))
     if event is not None:
-        apply_event(event)
+        apply_event(event, operation=operation)
     return _fresh(invoice)
 
 
 def release_invoice(invoice: Invoice) -> Invoice:
-    """Release the funds held for ``invoice`` (two-stage payments)."""
-    invoice = _fresh(invoice)
-    if invoice.status != InvoiceStatus.ON_HOLD:
-        raise InvalidOperation(
-            _("Only an invoice on hold can be released."), provider=invoice.provider
+    """Release the funds held for ``invoice`` (two-stage payments); the invoice
+    is then cancelled."""
+    _outside_transaction("release_invoice()")
+    provider = invoice.get_provider()
+    with transaction.atomic():
+        locked = _lock_hold(
+            invoice, provider, _("Only an invoice on hold can be released.")
         )
-    event = invoice.get_provider().release(invoice)
-    if event is not None:
-        apply_event(event)
+        operation = _claim(locked, Operation.Kind.RELEASE)
+    event = _send(operation, lambda: provider.release(locked, key=operation.key))
+    apply_event(
+        event
+        or _local_cancel(locked, _("funds released at the provider"), operation.key),
+        operation=operation,
+    )
     return _fresh(invoice)
+
+
+# --- one order, one payment -------------------------------------------------------
+
+
+def _after_order_paid(pk: int) -> None:
+    """After the commit of a payment: close the rest of its order, in a task
+    when webhooks are processed by Celery. Never raises: the payment is
+    committed, and a sibling left open is still caught as a double payment."""
+    try:
+        if payments_settings.WEBHOOK_PROCESSING == "celery":
+            from .tasks import close_order_task
+
+            close_order_task.delay(pk)
+        else:
+            close_order(Invoice.objects.get(pk=pk))
+    except Exception:
+        logger.exception("Closing the order of paid invoice %s failed", pk)
+
+
+def close_order(invoice: Invoice) -> list[Invoice]:
+    """Cancel the other invoices still open of ``invoice``'s paid order: at their
+    provider where it can cancel, locally otherwise. Funds held on a sibling are
+    released; where that fails the sibling is flagged for the merchant. Called
+    after every payment of an invoice with an ``order_key``; returns the
+    siblings as they ended."""
+    closed = []
+    for sibling in invoice.siblings().filter(status__in=CANCELLABLE).order_by("pk"):
+        try:
+            closed.append(cancel_invoice(sibling))
+            continue
+        except PaymentsError as exc:
+            problem = str(exc)
+        reason = _(
+            "order %(order)s was paid by invoice %(ref)s; cancelling this invoice "
+            "at the provider failed: %(problem)s"
+        ) % {"order": invoice.order_key, "ref": invoice.uuid, "problem": problem}
+        with transaction.atomic():
+            locked = _lock(sibling)
+            if locked.status == InvoiceStatus.ON_HOLD:
+                # The money is blocked: only the merchant can end this.
+                _flag(locked, reason)
+                locked.save(
+                    update_fields=["needs_attention", "attention_reason", "updated_at"]
+                )
+            elif locked.status in CANCELLABLE:
+                _apply_locked(
+                    locked, _local_cancel(locked, reason, _new_key("close")), None
+                )
+        closed.append(_fresh(sibling))
+    return closed

@@ -24,6 +24,7 @@ __all__ = [
     "Signal",
     "invoice_failed",
     "invoice_paid",
+    "invoice_paid_twice",
     "invoice_refunded",
     "invoice_status_changed",
 ]
@@ -38,3 +39,10 @@ invoice_failed = Signal()
 #: further partial refund that leaves the status at ``partially_refunded``).
 #: Extra argument: ``amount``, the Decimal refunded by this event.
 invoice_refunded = Signal()
+#: The customer paid one order twice: ``invoice`` was paid while another invoice
+#: of its order (``order_key``) already was, or was paid a second time itself.
+#: The money moved and is recorded; one of the payments is to be refunded.
+#: Extra argument: ``other_invoice``, the invoice paid first (``invoice``
+#: itself for a second payment on one invoice). ``old_status`` and
+#: ``new_status`` are not sent with this signal.
+invoice_paid_twice = Signal()

@@ -30,3 +30,11 @@ def refresh_invoice_task(pk: int) -> str:
     """Ask the provider for an invoice's status and apply it; returns the status."""
     invoice = Invoice.objects.get(pk=pk)
     return str(services.refresh_invoice(invoice).status)
+
+
+@shared_task(name="django_payments_ru.close_order")
+def close_order_task(pk: int) -> list[str]:
+    """Cancel the other open invoices of a paid invoice's order; returns their
+    statuses."""
+    invoice = Invoice.objects.get(pk=pk)
+    return [str(sibling.status) for sibling in services.close_order(invoice)]

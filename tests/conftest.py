@@ -7,6 +7,19 @@ import copy
 
 import pytest
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Ready for Django 6: its deprecations fail the suite on Django 5.x (the
+    # warning class does not exist on 4.2, where there is nothing to check).
+    from django.utils import deprecation
+
+    for name in ("RemovedInDjango60Warning", "RemovedInDjango61Warning"):
+        if hasattr(deprecation, name):
+            config.addinivalue_line(
+                "filterwarnings", f"error::django.utils.deprecation.{name}"
+            )
+
+
 #: The host the test settings point the providers at (Django's test client).
 TESTSERVER = "http://testserver"
 

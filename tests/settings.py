@@ -10,6 +10,7 @@ runs eagerly everywhere else.
 import os
 import tempfile
 
+import django
 import environ
 
 env = environ.Env()
@@ -79,6 +80,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"payments_ru_test_{_RUN}.sqlite3")
     }
+    # Concurrent writers (threads, live servers) wait for SQLite's write lock at
+    # the start of a transaction instead of failing with "database is locked"
+    # when a reader turns writer (Django 5.1+; docs/configuration.rst).
+    _OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+    _OPTIONS["timeout"] = 30
+    if django.VERSION >= (5, 1):
+        _OPTIONS["transaction_mode"] = "IMMEDIATE"
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_payments_ru_{_RUN}"}
 

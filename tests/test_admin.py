@@ -91,7 +91,9 @@ class FakeSandbox:
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSandbox]:
     fake = FakeSandbox()
 
-    def start(self: Sandbox, invoice: Invoice, request: Any = None) -> Checkout:
+    def start(
+        self: Sandbox, invoice: Invoice, request: Any = None, *, key: str = ""
+    ) -> Checkout:
         fake.calls.append("start")
         if fake.start_error is not None:
             raise fake.start_error
@@ -107,7 +109,9 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSandbox]:
             raise fake.status_error
         return fake.status
 
-    def refund(self: Sandbox, invoice: Invoice, amount: Decimal) -> PaymentEvent:
+    def refund(
+        self: Sandbox, invoice: Invoice, amount: Decimal, *, key: str = ""
+    ) -> PaymentEvent:
         fake.calls.append(f"refund {amount}")
         if fake.refund_error is not None:
             raise fake.refund_error
@@ -120,7 +124,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSandbox]:
             refunded_total=invoice.refunded_amount + amount,
         )
 
-    def cancel(self: Sandbox, invoice: Invoice) -> None:
+    def cancel(self: Sandbox, invoice: Invoice, *, key: str = "") -> None:
         fake.calls.append("cancel")
         return None
 
@@ -168,6 +172,8 @@ def test_changelist_renders_with_filters_and_columns(admin_client: Client) -> No
         "status",
         "provider",
         "needs attention",
+        "paid twice",
+        "operation in flight",
         "created",
     ]
     # The filter choices are there: status and provider values.
@@ -459,7 +465,7 @@ def test_inlines_show_payments_and_events_read_only(admin_client: Client) -> Non
     response = admin_client.get(change_url(invoice))
     content = response.content.decode()
     formsets = response.context["inline_admin_formsets"]
-    assert len(formsets) == 2
+    assert len(formsets) == 3  # money movements, operations, webhook events
     for formset in formsets:
         assert not formset.has_add_permission
         assert not formset.has_change_permission
@@ -666,11 +672,11 @@ def holds(monkeypatch: pytest.MonkeyPatch) -> FakeHolds:
         return event(invoice, type_, dedupe_id=f"{name}:{invoice.uuid}")
 
     def capture(
-        self: Sandbox, invoice: Invoice, amount: Decimal | None = None
+        self: Sandbox, invoice: Invoice, amount: Decimal | None = None, *, key: str = ""
     ) -> PaymentEvent:
         return answer(invoice, "capture", EventType.PAID)
 
-    def release(self: Sandbox, invoice: Invoice) -> PaymentEvent:
+    def release(self: Sandbox, invoice: Invoice, *, key: str = "") -> PaymentEvent:
         return answer(invoice, "release", EventType.CANCELLED)
 
     monkeypatch.setattr(

@@ -19,6 +19,14 @@ from tests.helpers import make_invoice, payment_object, post_webhook, webhook_bo
 from tests.testapp import celery_app
 
 
+def _forget_routing() -> None:
+    """Drop what an earlier task (run eagerly by another test) made Celery keep:
+    pooled connections to the old broker and the router with the old default
+    queue, which would send the webhook's task where no worker listens."""
+    celery_app.close()
+    celery_app.__dict__.pop("amqp", None)
+
+
 @pytest.fixture
 def worker():
     if not settings.REDIS_URL:
@@ -39,6 +47,7 @@ def worker():
         # A queue of its own, so that no other run's worker takes the task.
         task_default_queue=queue,
     )
+    _forget_routing()
     try:
         with start_worker(
             celery_app,
@@ -50,6 +59,7 @@ def worker():
             yield
     finally:
         celery_app.conf.update(saved)
+        _forget_routing()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -69,7 +69,9 @@ class StartSpy:
 def start(monkeypatch: pytest.MonkeyPatch) -> StartSpy:
     spy = StartSpy()
 
-    def start(self: Sandbox, invoice: Invoice, request: Any = None) -> Checkout:
+    def start(
+        self: Sandbox, invoice: Invoice, request: Any = None, *, key: str = ""
+    ) -> Checkout:
         return spy(self, invoice, request)
 
     monkeypatch.setattr(Sandbox, "start", start)

@@ -31,7 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -44,6 +44,7 @@ from ..exceptions import (
     InvalidCurrency,
     InvalidInput,
     NotSupported,
+    PaymentsError,
     WebhookError,
 )
 
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from .http import HttpClient
 
 logger = logging.getLogger("django_payments_ru")
+
+_E = TypeVar("_E", bound=PaymentsError)
 
 
 class Capability(StrEnum):
@@ -316,11 +319,18 @@ class BaseProvider:
             f"(provider alias {self.alias!r})."
         )
 
-    def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
+    def start(
+        self, invoice: Invoice, request: HttpRequest | None = None, *, key: str = ""
+    ) -> Checkout:
         """Register the payment with the provider if its API does that, and return
         how the customer gets there. Called by
         :func:`~django_payments_ru.services.start_payment`, outside any database
-        transaction."""
+        transaction, once at a time per invoice (the services hold a lease).
+
+        ``key`` is the idempotency key of the services' claim on this start: a
+        provider whose API takes an idempotency key sends it, so that a start
+        retried after a timeout finds the payment the first try made. Every
+        operation hook below takes the same ``key``."""
         raise self._not_implemented("start")
 
     def verify_webhook(self, request: HttpRequest) -> None:
@@ -358,28 +368,39 @@ class BaseProvider:
             provider=self.alias,
         )
 
-    def refund(self, invoice: Invoice, amount: Decimal) -> PaymentEvent | None:
+    def recover_start(self, invoice: Invoice, key: str) -> Checkout | None:
+        """An earlier :meth:`start` of ``invoice`` with claim ``key`` ended
+        without an answer (a timeout, a process that died): return the payment it
+        may have created at the provider, so that no second one is created, or
+        ``None`` when there is none. Providers whose creates take an idempotency
+        key need not override this: sending the same ``key`` again finds the same
+        payment."""
+        return None
+
+    def refund(
+        self, invoice: Invoice, amount: Decimal, *, key: str = ""
+    ) -> PaymentEvent | None:
         """Return ``amount`` to the customer. Returns the REFUNDED event when the
         provider confirms at once, ``None`` when a webhook will confirm later."""
         raise NotSupported(
             f"{self.display_name} does not support refunds.", provider=self.alias
         )
 
-    def cancel(self, invoice: Invoice) -> PaymentEvent | None:
+    def cancel(self, invoice: Invoice, *, key: str = "") -> PaymentEvent | None:
         """Cancel an unpaid payment at the provider. Providers without
         :attr:`Capability.CANCEL` leave this alone: the invoice is cancelled locally
         and a late payment is still applied and flagged."""
         return None
 
     def capture(
-        self, invoice: Invoice, amount: Decimal | None = None
+        self, invoice: Invoice, amount: Decimal | None = None, *, key: str = ""
     ) -> PaymentEvent | None:
         """Take held funds (two-stage payments)."""
         raise NotSupported(
             f"{self.display_name} does not support holds.", provider=self.alias
         )
 
-    def release(self, invoice: Invoice) -> PaymentEvent | None:
+    def release(self, invoice: Invoice, *, key: str = "") -> PaymentEvent | None:
         """Release held funds (two-stage payments)."""
         raise NotSupported(
             f"{self.display_name} does not support holds.", provider=self.alias
@@ -414,6 +435,32 @@ class BaseProvider:
         if isinstance(payload, list | tuple):
             return [self.redact_payload(v) for v in payload]
         return payload
+
+    def redact(self, text: str) -> str:
+        """``text`` with this provider's secrets replaced by ``[redacted]``:
+        every :meth:`secrets` value and every token its HTTP clients learned
+        (:meth:`HttpClient.add_secret
+        <django_payments_ru.providers.http.HttpClient.add_secret>`)."""
+        from .http import HttpClient, redact_secrets
+
+        # Every client built so far (cached properties such as ``http``): a
+        # provider with two APIs has two, each with its own tokens.
+        for client in list(vars(self).values()):
+            if isinstance(client, HttpClient):
+                text = client.redact_own(text)
+        return redact_secrets(text, self.secrets())
+
+    def provider_error(self, cls: type[_E], message: str, **kwargs: Any) -> _E:
+        """An error of class ``cls`` about the provider's answer, for the
+        answers a provider reads itself (an HTTP 200 carrying an error, an
+        unknown status): its message, the provider's code and message and its
+        details are redacted with :meth:`redact`, as
+        :meth:`HttpClient.error_for
+        <django_payments_ru.providers.http.HttpClient.error_for>` does for
+        refused HTTP answers. ``raise self.provider_error(ProviderAPIError,
+        "...", code=..., provider_message=...)``."""
+        kwargs.setdefault("provider", self.alias)
+        return cls(message, **kwargs).redact(self.redact)
 
     def absolute_url(self, path: str, request: HttpRequest | None = None) -> str:
         base = payments_settings.BASE_URL
@@ -468,7 +515,12 @@ class BaseProvider:
 
     @cached_property
     def http(self) -> HttpClient:
-        return self.make_http_client()
+        client = self.make_http_client()
+        if client.also_redact is None:
+            # Its errors are redacted with everything the provider knows: a
+            # provider with a second API (Life-Pay ECOM) learns tokens there.
+            client.also_redact = self.redact
+        return client
 
     def parse_error(self, status: int, body: Any) -> tuple[str, str, dict[str, Any]]:
         """Read the provider's error envelope: ``(code, message, details)``.

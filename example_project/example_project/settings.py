@@ -28,6 +28,7 @@ Per provider, ``<SLUG>_ENABLED`` and its options: see the blocks at the end.
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -97,7 +98,13 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The demo server calls its own emulator, which calls back with a webhook:
     # wait for a busy database instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # A transaction takes the write lock when it begins (Django 5.1+), so that
+    # two requests (a double click) wait for each other instead of one failing
+    # with "database is locked" midway (docs/money.rst).
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["timeout"] = 20
+    if django.VERSION >= (5, 1):
+        _options["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")

@@ -16,7 +16,7 @@ from django_payments_ru.models import Invoice
 from django_payments_ru.registry import get_provider
 from django_payments_ru.status import PAYABLE
 
-from .models import ENDED, Order, PaymentAttempt
+from .models import ENDED, MIN_PRICE, Order, PaymentAttempt
 
 logger = logging.getLogger("shop")
 
@@ -36,6 +36,11 @@ class PayOption:
         return self.invoice is not None and not self.error
 
 
+def _absolute(path: str, request: HttpRequest) -> str:
+    base = payments_settings.BASE_URL
+    return base.rstrip("/") + path if base else request.build_absolute_uri(path)
+
+
 def _create_invoice(order: Order, alias: str, request: HttpRequest) -> Invoice:
     attempt = order.attempts.count() + 1
     invoice = services.create_invoice(
@@ -45,12 +50,17 @@ def _create_invoice(order: Order, alias: str, request: HttpRequest) -> Invoice:
         # One id per attempt: some providers refuse an order id they have seen,
         # or answer with the old, declined payment.
         order_id=f"{order.number}-{attempt}",
+        # The order's invoices are alternatives: once one is paid the app
+        # cancels the others, and flags a payment that still arrives on one.
+        order_key=str(order.uuid),
         description=_("Order %(number)s: %(product)s")
         % {"number": order.number, "product": order.product.name},
         customer_email=order.email,
         metadata={"shop_order": str(order.uuid)},
-        # The customer comes back to the order page after the provider's page.
-        return_url=request.build_absolute_uri(order.get_absolute_url()),
+        # The customer comes back to the order page after the provider's page:
+        # on BASE_URL's host, which the app accepts as a return URL, rather
+        # than the request's Host header.
+        return_url=_absolute(order.get_absolute_url(), request),
     )
     PaymentAttempt.objects.create(order=order, invoice=invoice)
     return invoice
@@ -60,6 +70,14 @@ def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
     """One option per provider in ``PAYMENTS_RU["PROVIDERS"]``, creating the
     invoices the order lacks and starting each payment with its provider."""
     aliases = list(payments_settings.PROVIDERS)
+    if order.amount < MIN_PRICE:
+        # Nothing is sold for free (the constraints keep such orders out; this
+        # is for a row written around them): no invoice, no pay button.
+        error = _("This order cannot be paid: its amount is not positive.")
+        return [
+            PayOption(alias, get_provider(alias).display_name, None, error)
+            for alias in aliases
+        ]
     invoices: dict[str, Invoice] = {}
     errors: dict[str, str] = {}
     with transaction.atomic():

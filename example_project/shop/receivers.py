@@ -9,7 +9,7 @@ import logging
 from django.dispatch import receiver
 from django.utils import timezone
 
-from django_payments_ru.signals import invoice_paid
+from django_payments_ru.signals import invoice_paid, invoice_paid_twice
 
 from .models import Order
 
@@ -32,3 +32,16 @@ def mark_order_paid(sender, invoice, **kwargs):
                 invoice.provider,
                 invoice.uuid,
             )
+
+
+@receiver(invoice_paid_twice, dispatch_uid="shop.order_paid_twice")
+def order_paid_twice(sender, invoice, other_invoice, **kwargs):
+    # The invoice is flagged "paid twice" in the admin, where the merchant
+    # refunds one of the payments; a real shop would also tell its staff here.
+    logger.warning(
+        "Order paid twice: invoice %s (%s) after invoice %s (%s); refund one",
+        invoice.uuid,
+        invoice.provider,
+        other_invoice.uuid,
+        other_invoice.provider,
+    )

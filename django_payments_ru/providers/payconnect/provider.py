@@ -23,9 +23,9 @@ contract that closes the gaps with labelled ASSUMPTIONs A-1..A-13):
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -49,6 +49,7 @@ from ...exceptions import (
 from ...money import from_minor, to_minor
 from ...status import PAID_STATES
 from ..base import BaseProvider, Capability, Checkout, Option
+from ..payload import load_json_object, webhook_parsing
 from ..signing import hmac_sha256_hex, matches_any
 from ..tokens import Token, TokenCache, fingerprint
 from .ratelimit import RateLimiter
@@ -344,13 +345,19 @@ class Provider(BaseProvider):
             body["description"] = description[:255]
         return body
 
-    def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
+    def start(
+        self, invoice: Invoice, request: HttpRequest | None = None, *, key: str = ""
+    ) -> Checkout:
         self.validate_invoice(invoice)
-        # One key per invoice and attempt: a retried create (timeout, 5xx) gets
-        # the payment the first try made; a new attempt after a failed payment
-        # names that payment, so it never replays the dead one.
-        key = idempotency_key(
-            str(invoice.uuid), "after", invoice.provider_payment_id or "first"
+        # One key per invoice and attempt (the services' claim): a retried create
+        # (timeout, 5xx) gets the payment the first try made; a new attempt after
+        # a failed payment has a new claim, so it never replays the dead one.
+        key = (
+            idempotency_key(key)
+            if key
+            else idempotency_key(
+                str(invoice.uuid), "after", invoice.provider_payment_id or "first"
+            )
         )
         payment = self._payment(
             self.call(
@@ -429,8 +436,8 @@ class Provider(BaseProvider):
             return None
         kind = self.STATUS_EVENTS.get(str(status))
         if kind is None:
-            raise ProviderResponseError(
-                f"Unknown PayConnect payment status {status!r}.", provider=self.alias
+            raise self.provider_error(
+                ProviderResponseError, f"Unknown PayConnect payment status {status!r}."
             )
         if kind is EventType.FAILED and payment.get("failure_code") == (
             "session_expired"
@@ -467,24 +474,25 @@ class Provider(BaseProvider):
             )
 
     def parse_webhook(self, request: HttpRequest) -> list[PaymentEvent]:
-        try:
-            data = json.loads(request.body)
+        # The shared loader refuses NaN, NUL, lone surrogates, absurd numbers and
+        # nesting; webhook_parsing turns what the payment object still holds (an
+        # unknown status or currency, an amount that is not minor units, a
+        # missing key) into a parse error.
+        data = load_json_object(request.body, provider=self.alias)
+        with webhook_parsing(self.alias):
             event_id = str(data["id"])
             event_type = str(data["type"])
             payment = data["data"]["object"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookParseError(
-                f"Not a PayConnect event: {type(exc).__name__}.", provider=self.alias
-            ) from None
-        if not isinstance(payment, Mapping) or not event_id or not payment.get("id"):
-            raise WebhookParseError("Not a PayConnect event.", provider=self.alias)
-        created = _time(data.get("created_at"))
-        try:
+            if (
+                not isinstance(payment, Mapping)
+                or not event_id
+                or not payment.get("id")
+            ):
+                raise WebhookParseError(
+                    _("Not a PayConnect event."), provider=self.alias
+                )
+            created = _time(data.get("created_at"))
             return self._webhook_events(data, event_id, event_type, payment, created)
-        except (ProviderResponseError, InvalidInput) as exc:
-            raise WebhookParseError(
-                f"Unreadable PayConnect payment: {exc.message}", provider=self.alias
-            ) from None
 
     def _webhook_events(
         self,
@@ -535,13 +543,15 @@ class Provider(BaseProvider):
         if not ref:
             return False
         try:
-            current = (
-                Invoice.objects.filter(provider=self.alias, uuid=str(ref))
-                .values_list("provider_payment_id", flat=True)
-                .first()
-            )
-        except (ValueError, TypeError):
+            # Parsed here: a lookup by a malformed UUID raises ValidationError.
+            invoice_uuid = uuid.UUID(str(ref))
+        except ValueError:
             return False
+        current = (
+            Invoice.objects.filter(provider=self.alias, uuid=invoice_uuid)
+            .values_list("provider_payment_id", flat=True)
+            .first()
+        )
         return bool(current) and current != str(payment.get("id"))
 
     def webhook_response(
@@ -586,18 +596,20 @@ class Provider(BaseProvider):
         )
         return self._event(payment, kind, dedupe)
 
-    def refund(self, invoice: Invoice, amount: Decimal) -> PaymentEvent | None:
+    def refund(
+        self, invoice: Invoice, amount: Decimal, *, key: str = ""
+    ) -> PaymentEvent | None:
         minor = minor_units(amount, invoice.currency)
         before = minor_units(invoice.refunded_amount, invoice.currency)
         data = self.call(
             "POST",
             f"payments/{invoice.provider_payment_id}/refunds",
             json={"amount": minor},
-            # The same refund asked again (a retry) is the same request; a new
-            # refund after it differs by the amount refunded so far.
-            idempotency_key=idempotency_key(
-                "rf", invoice.uuid.hex, str(before), str(minor)
-            ),
+            # The services' claim: the same refund asked again (a retry) is the
+            # same request, a new refund has a new claim.
+            idempotency_key=idempotency_key(key)
+            if key
+            else idempotency_key("rf", invoice.uuid.hex, str(before), str(minor)),
         )
         if not isinstance(data, Mapping) or not data.get("id"):
             raise ProviderResponseError(

@@ -24,7 +24,6 @@ described in ``docs/providers/sandbox.rst``):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -32,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 
 from ...events import EventType, PaymentEvent
 from ...exceptions import (
@@ -41,6 +41,7 @@ from ...exceptions import (
 )
 from ...money import format_amount, parse_amount
 from ..base import BaseProvider, Capability, Checkout, Option
+from ..payload import load_json_object, webhook_parsing
 from ..signing import check_timestamp, hmac_sha256_hex, matches_any
 
 if TYPE_CHECKING:
@@ -124,12 +125,14 @@ class Provider(BaseProvider):
 
     # --- checkout -----------------------------------------------------------
 
-    def start(self, invoice: Invoice, request: HttpRequest | None = None) -> Checkout:
-        # One key per invoice and attempt: a retried create (timeout, 5xx) finds
-        # the payment the first try made; a new attempt after a failed or expired
-        # payment names that payment, so it never replays the dead one.
+    def start(
+        self, invoice: Invoice, request: HttpRequest | None = None, *, key: str = ""
+    ) -> Checkout:
+        # One key per invoice and attempt (the services' claim): a retried create
+        # (timeout, 5xx) finds the payment the first try made; a new attempt
+        # after a failed or expired payment has a new claim and a new key.
         previous = invoice.provider_payment_id or "first"
-        key = f"{invoice.uuid}:after:{previous}"
+        key = key or f"{invoice.uuid}:after:{previous}"
         body = {
             "amount": format_amount(invoice.amount, invoice.currency),
             "currency": invoice.currency,
@@ -173,9 +176,9 @@ class Provider(BaseProvider):
         currency = str(payment.get("currency", ""))
         kind = type_ or self.STATUS_EVENTS.get(str(payment.get("status")))
         if kind is None:
-            raise ProviderResponseError(
+            raise self.provider_error(
+                ProviderResponseError,
                 f"Unknown sandbox status {payment.get('status')!r}.",
-                provider=self.alias,
             )
         refunded_total = None
         if kind is EventType.REFUNDED:
@@ -222,18 +225,17 @@ class Provider(BaseProvider):
             )
 
     def parse_webhook(self, request: HttpRequest) -> list[PaymentEvent]:
-        try:
-            data = json.loads(request.body)
+        # The shared loader refuses NaN, NUL, lone surrogates, absurd numbers and
+        # nesting; webhook_parsing turns an invalid amount or currency of the
+        # payment object (InvalidAmount, InvalidCurrency) into a parse error.
+        data = load_json_object(request.body, provider=self.alias)
+        with webhook_parsing(self.alias):
             kind = self.WEBHOOK_EVENTS[data["type"]]
             payment = data["data"]
             event_id = str(data["id"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise WebhookParseError(
-                f"Not a sandbox event: {type(exc).__name__}.", provider=self.alias
-            ) from None
-        if not isinstance(payment, Mapping) or not event_id:
-            raise WebhookParseError("Not a sandbox event.", provider=self.alias)
-        return [self._event(payment, event_id, kind, raw=data)]
+            if not isinstance(payment, Mapping) or not event_id:
+                raise WebhookParseError(_("Not a sandbox event."), provider=self.alias)
+            return [self._event(payment, event_id, kind, raw=data)]
 
     def webhook_response(
         self, request: HttpRequest, events: list[PaymentEvent]
@@ -261,14 +263,16 @@ class Provider(BaseProvider):
         )
         return self._event(payment, dedupe)
 
-    def refund(self, invoice: Invoice, amount: Decimal) -> PaymentEvent | None:
+    def refund(
+        self, invoice: Invoice, amount: Decimal, *, key: str = ""
+    ) -> PaymentEvent | None:
         value = format_amount(amount, invoice.currency)
         done = invoice.refunded_amount
         data = self.http.request(
             "POST",
             f"api/payments/{invoice.provider_payment_id}/refunds",
             json={"amount": value},
-            headers=self._headers(f"refund:{invoice.uuid}:{done}:{value}"),
+            headers=self._headers(key or f"refund:{invoice.uuid}:{done}:{value}"),
             idempotent=True,
         )
         if not isinstance(data, Mapping) or not isinstance(
@@ -281,12 +285,12 @@ class Provider(BaseProvider):
             data["payment"], f"refund:{data.get('id')}", EventType.REFUNDED
         )
 
-    def cancel(self, invoice: Invoice) -> PaymentEvent | None:
+    def cancel(self, invoice: Invoice, *, key: str = "") -> PaymentEvent | None:
         payment = self._payment(
             self.http.request(
                 "POST",
                 f"api/payments/{invoice.provider_payment_id}/cancel",
-                headers=self._headers(f"cancel:{invoice.uuid}"),
+                headers=self._headers(key or f"cancel:{invoice.uuid}"),
                 idempotent=True,
             )
         )

@@ -41,7 +41,8 @@ class TestPayConnectFlows(PayConnectCase):
         assert emulated.expires_at - emulated.created_at == timedelta(minutes=30)
         assert invoice.expires_at == checkout.expires_at
         [create] = emulator.calls("create")
-        assert create.idempotency_key == f"{invoice.uuid}:after:first"
+        [claim] = invoice.operations.filter(kind="start")
+        assert create.idempotency_key == claim.key
         assert len(emulator.calls("token")) == 1
 
         page = self.open_checkout(checkout)
@@ -98,7 +99,9 @@ class TestPayConnectFlows(PayConnectCase):
         self.assert_invoice(invoice, InvoiceStatus.PAID, charges=1)
         assert invoice.provider_payment_id != first
         keys = [c.idempotency_key for c in emulator.calls("create")]
-        assert keys == [f"{invoice.uuid}:after:first", f"{invoice.uuid}:after:{first}"]
+        claims = [op.key for op in invoice.operations.filter(kind="start")]
+        assert keys == claims
+        assert len(set(keys)) == 2
 
     def test_expire_button_is_a_session_expired_failure(self):
         invoice = self.create_invoice()
@@ -159,10 +162,14 @@ class TestPayConnectFlows(PayConnectCase):
             Decimal("70.00"),
         ]
         assert self.signals.count("invoice_refunded", invoice) == 2
+        # Each refund was claimed first and sent with its claim's key, and both
+        # claims are settled.
+        claims = list(invoice.operations.filter(kind="refund"))
         keys = [c.idempotency_key for c in emulator.calls("refund")]
-        assert keys == [
-            f"rf:{invoice.uuid.hex}:0:3000",
-            f"rf:{invoice.uuid.hex}:3000:7000",
+        assert keys == [claim.key for claim in claims]
+        assert [(c.amount, c.state) for c in claims] == [
+            (Decimal("30.00"), "confirmed"),
+            (Decimal("70.00"), "confirmed"),
         ]
 
     def test_out_of_order_failed_after_succeeded_is_ignored(self):
