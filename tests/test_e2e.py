@@ -255,6 +255,9 @@ def test_pay_through_the_sandbox(live_payments, settings, processing):
     again = open_page(session, back.url)
     assert "payments-ru-button" not in again.text
     assert status_of(again) == "paid"
+    # One paid invoice, named on the page; the order's others are cancelled.
+    assert again.text.count("data-paid-invoice=") == 1
+    assert f'data-paid-invoice="{invoice.uuid}"' in again.text
 
 
 def test_decline_then_pay(live_payments):
