@@ -235,6 +235,7 @@ class OperationInline(_ReadOnlyInline):
     fields = ("kind", "state", "amount", "reason", "created_at", "settled_at")
     readonly_fields = fields
     verbose_name_plural = gettext_lazy("operations sent to the provider")
+    show_change_link = True
 
 
 class WebhookEventInline(_ReadOnlyInline):
@@ -1019,6 +1020,90 @@ def _pretty_json(value: Any) -> SafeString | str:
         return "-"
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
     return format_html("<pre>{}</pre>", text)
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    """Read-only: what was sent to the providers. "Release" frees an operation
+    left in flight by a call that got no answer, once the merchant has checked
+    at the provider that it was not done."""
+
+    list_display = (
+        "kind",
+        "state",
+        "amount",
+        "invoice_link",
+        "reason",
+        "created_at",
+        "settled_at",
+    )
+    list_filter = ("state", "kind", "created_at")
+    list_select_related = ("invoice",)
+    search_fields = ("key", "invoice__uuid", "invoice__order_id")
+    list_per_page = 50
+    actions = ("release",)
+    fields = (
+        "invoice_link",
+        "kind",
+        "state",
+        "amount",
+        "key",
+        "reason",
+        "lease_until",
+        "attempts",
+        "created_at",
+        "settled_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=gettext_lazy("invoice"), ordering="invoice")
+    def invoice_link(self, obj: Operation) -> SafeString | str:
+        url = reverse(
+            "admin:django_payments_ru_invoice_change",
+            args=[obj.invoice.pk],
+            current_app=self.admin_site.name,
+        )
+        return format_html('<a href="{}">{}</a>', url, obj.invoice)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_invoice")
+
+    @admin.action(
+        description=gettext_lazy("Release: checked, not done at the provider"),
+        permissions=["release"],
+    )
+    def release(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
+        user = request.user.get_username()
+        for operation in queryset.select_related("invoice").order_by("pk"):
+            try:
+                services.release_claim(
+                    operation,
+                    _("released by %(user)s: not done at the provider")
+                    % {"user": user},
+                )
+            except PaymentsError as exc:
+                self.message_user(
+                    request, f"{operation}: {exc.message}", messages.ERROR
+                )
+                continue
+            self.message_user(
+                request,
+                _("%(operation)s of invoice %(invoice)s released.")
+                % {
+                    "operation": operation.get_kind_display(),
+                    "invoice": operation.invoice,
+                },
+                messages.SUCCESS,
+            )
 
 
 @admin.register(WebhookEvent)

@@ -73,6 +73,7 @@ __all__ = [
     "record_events",
     "refresh_invoice",
     "refund_invoice",
+    "release_claim",
     "release_invoice",
     "start_payment",
 ]
@@ -1177,6 +1178,39 @@ def release_invoice(invoice: Invoice) -> Invoice:
         operation=operation,
     )
     return _fresh(invoice)
+
+
+def release_claim(operation: Operation, reason: str = "") -> Operation:
+    """Release an operation left in flight, once the merchant has checked at the
+    provider that it was not done: a call that got no answer (a timeout, a 5xx)
+    and that no webhook or poll has settled. It becomes ``failed`` with
+    ``reason`` and no longer counts against what may be refunded or blocks the
+    next operation. If the provider did do it after all, its webhook is still
+    applied (money facts win). A start whose caller still holds its lease cannot
+    be released."""
+    with transaction.atomic():
+        _lock(operation.invoice)
+        locked = Operation.objects.select_for_update().get(pk=operation.pk)
+        if locked.state != Operation.State.IN_FLIGHT:
+            raise InvalidOperation(
+                _("This operation is already %(state)s.")
+                % {"state": locked.get_state_display().lower()},
+                provider=locked.invoice.provider,
+            )
+        if (
+            locked.kind == Operation.Kind.START
+            and locked.lease_until is not None
+            and locked.lease_until > timezone.now()
+        ):
+            raise OperationInFlight(
+                _in_flight_message(locked), provider=locked.invoice.provider
+            )
+        _settle(
+            locked,
+            Operation.State.FAILED,
+            reason or _("released by the merchant: not done at the provider"),
+        )
+    return locked
 
 
 # --- one order, one payment -------------------------------------------------------

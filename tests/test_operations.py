@@ -343,3 +343,51 @@ def test_the_admin_shows_operations_in_flight(calls: Calls, admin_client: Any):
     page = admin_client.get(f"{changelist}{invoice.pk}/change/").content.decode()
     assert "Operations sent to the provider" in page
     assert "In flight" in page and "40.00" in page
+
+
+# --- releasing a claim left in flight ------------------------------------------
+
+
+def test_a_claim_without_an_answer_is_released_by_the_merchant(
+    calls: Calls, admin_client: Any
+):
+    invoice = paid()
+    calls.error = ProviderUnavailable("timed out", provider="sandbox")
+    with pytest.raises(ProviderUnavailable):
+        services.refund_invoice(invoice)
+    [claim] = invoice.operations.all()
+    assert claim.state == "in_flight"
+    response = admin_client.post(
+        "/admin/django_payments_ru/operation/",
+        {"action": "release", "_selected_action": [str(claim.pk)]},
+    )
+    assert response.status_code == 302
+    claim.refresh_from_db()
+    assert claim.state == "failed" and "released by admin" in claim.reason
+    # It no longer blocks: the next refund is sent.
+    calls.error = None
+    services.refund_invoice(invoice)
+    assert len(calls.keys) == 2
+    # Settled operations and live starts are not released.
+    with pytest.raises(Exception, match="already failed"):
+        services.release_claim(claim)
+    live = Operation.objects.create(
+        invoice=make_invoice("10.00"),
+        kind="start",
+        key="start-live",
+        lease_until=timezone.now() + timedelta(minutes=1),
+    )
+    with pytest.raises(OperationInFlight):
+        services.release_claim(live)
+
+
+def test_the_operations_admin_is_read_only(admin_client: Any, calls: Calls):
+    invoice = paid()
+    services.refund_invoice(invoice, "10.00")
+    [claim] = invoice.operations.all()
+    page = admin_client.get(f"/admin/django_payments_ru/operation/{claim.pk}/change/")
+    assert page.status_code == 200
+    assert claim.key in page.content.decode()
+    assert (
+        admin_client.get("/admin/django_payments_ru/operation/add/").status_code == 403
+    )
