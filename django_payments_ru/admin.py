@@ -1022,8 +1022,33 @@ def _pretty_json(value: Any) -> SafeString | str:
     return format_html("<pre>{}</pre>", text)
 
 
+class _RecordAdmin(admin.ModelAdmin):
+    """A read-only page of records about invoices (operations, webhook events):
+    nobody adds, edits or deletes them; each links to its invoice."""
+
+    @admin.display(description=gettext_lazy("invoice"), ordering="invoice")
+    def invoice_link(self, obj: Operation | WebhookEvent) -> SafeString | str:
+        if obj.invoice is None:
+            return "-"
+        url = reverse(
+            "admin:django_payments_ru_invoice_change",
+            args=[obj.invoice.pk],
+            current_app=self.admin_site.name,
+        )
+        return format_html('<a href="{}">{}</a>', url, obj.invoice)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(_RecordAdmin):
     """Read-only: what was sent to the providers. "Release" frees an operation
     left in flight by a call that got no answer, once the merchant has checked
     at the provider that it was not done."""
@@ -1055,24 +1080,6 @@ class OperationAdmin(admin.ModelAdmin):
         "settled_at",
     )
     readonly_fields = fields
-
-    @admin.display(description=gettext_lazy("invoice"), ordering="invoice")
-    def invoice_link(self, obj: Operation) -> SafeString | str:
-        url = reverse(
-            "admin:django_payments_ru_invoice_change",
-            args=[obj.invoice.pk],
-            current_app=self.admin_site.name,
-        )
-        return format_html('<a href="{}">{}</a>', url, obj.invoice)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_release_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_invoice")
@@ -1107,7 +1114,7 @@ class OperationAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(_RecordAdmin):
     """Read-only: events are facts a provider sent. Reprocess re-runs a failed or
     rejected one through the services."""
 
@@ -1144,17 +1151,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description=gettext_lazy("invoice"), ordering="invoice")
-    def invoice_link(self, obj: WebhookEvent) -> SafeString | str:
-        if obj.invoice is None:
-            return "-"
-        url = reverse(
-            "admin:django_payments_ru_invoice_change",
-            args=[obj.invoice.pk],
-            current_app=self.admin_site.name,
-        )
-        return format_html('<a href="{}">{}</a>', url, obj.invoice)
-
     @admin.display(description=gettext_lazy("traceback"))
     def traceback_display(self, obj: WebhookEvent) -> SafeString | str:
         return format_html("<pre>{}</pre>", obj.traceback) if obj.traceback else "-"
@@ -1166,15 +1162,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("payload"))
     def payload_display(self, obj: WebhookEvent) -> SafeString | str:
         return _pretty_json(obj.payload)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_reprocess_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(
