@@ -76,6 +76,10 @@ class PaymentEvent:
     invoice_ref: str = ""
     provider_payment_id: str = ""
     order_id: str = ""
+    #: The provider's id of the money movement, where it differs from the
+    #: payment's (Life-Pay's ``tid`` of a charge or hold): the services keep it
+    #: on the invoice (``provider_transaction_id``) for later calls about it.
+    transaction_id: str = ""
     amount: Decimal | None = None
     currency: str = ""
     #: For REFUNDED: everything refunded so far, when the provider reports the
@@ -108,6 +112,7 @@ class PaymentEvent:
             "invoice_ref": self.invoice_ref,
             "provider_payment_id": self.provider_payment_id,
             "order_id": self.order_id,
+            "transaction_id": self.transaction_id,
             "amount": None if self.amount is None else str(self.amount),
             "currency": self.currency,
             "refunded_total": (
@@ -128,6 +133,7 @@ class PaymentEvent:
             invoice_ref=data.get("invoice_ref", ""),
             provider_payment_id=data.get("provider_payment_id", ""),
             order_id=data.get("order_id", ""),
+            transaction_id=data.get("transaction_id", ""),
             amount=None if data.get("amount") is None else Decimal(data["amount"]),
             currency=data.get("currency", ""),
             refunded_total=(

@@ -10,6 +10,7 @@ import django
 from django.db import models
 from django.db.models import F, Q
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .events import EventType, PaymentEvent
@@ -70,6 +71,12 @@ class Invoice(models.Model):
 
     provider_payment_id = models.CharField(
         _("provider payment id"), max_length=128, blank=True
+    )
+    #: The provider's id of the money movement when it differs from the payment
+    #: (Life-Pay's ``tid`` of the charge or hold): set by the services from the
+    #: events (:attr:`PaymentEvent.transaction_id`), read by the provider.
+    provider_transaction_id = models.CharField(
+        _("provider transaction id"), max_length=128, blank=True
     )
     #: How the customer reaches the provider: {"method", "url", "fields"}.
     checkout = models.JSONField(_("checkout"), default=dict, blank=True)
@@ -149,6 +156,15 @@ class Invoice(models.Model):
         from .providers.base import Checkout
 
         return Checkout.from_json(self.checkout) if self.checkout else None
+
+    def add_attention_note(self, text: str) -> None:
+        """Append ``text``, stamped with the time, to the attention history
+        (not saved; the caller holds the row lock and saves)."""
+        stamp = timezone.now().strftime("%Y-%m-%d %H:%M")
+        line = f"{stamp}: {text}"
+        self.attention_reason = (
+            f"{self.attention_reason}\n{line}" if self.attention_reason else line
+        )
 
     def get_return_path(self) -> str:
         try:

@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -67,6 +67,7 @@ __all__ = [
     "apply_event",
     "cancel_invoice",
     "capture_invoice",
+    "checkout_usable",
     "close_order",
     "create_invoice",
     "process_webhook_event",
@@ -76,6 +77,7 @@ __all__ = [
     "release_claim",
     "release_invoice",
     "start_payment",
+    "update_invoice_details",
 ]
 
 
@@ -333,6 +335,18 @@ def _refuse_paid_order(invoice: Invoice) -> None:
         )
 
 
+def checkout_usable(invoice: Invoice, checkout: Checkout | None = None) -> bool:
+    """Whether the invoice's stored checkout (or ``checkout``) still leads to
+    a payment page: one is stored, it has not expired, and the last attempt did
+    not fail (after a failure the provider wants a new attempt). The one rule
+    the services, the template tag and the admin share."""
+    if checkout is None:
+        checkout = invoice.get_checkout()
+    if checkout is None or invoice.status == InvoiceStatus.FAILED:
+        return False
+    return checkout.expires_at is None or checkout.expires_at > timezone.now()
+
+
 def _claim_start(invoice: Invoice) -> Checkout | tuple[Operation, bool] | None:
     """The stored checkout while it is valid; else our claim on the start (and
     whether it takes over one whose caller died); else ``None``: another caller
@@ -347,11 +361,7 @@ def _claim_start(invoice: Invoice) -> Checkout | tuple[Operation, bool] | None:
             )
         _refuse_paid_order(locked)
         existing = locked.get_checkout()
-        if (
-            existing is not None
-            and locked.status != InvoiceStatus.FAILED
-            and (existing.expires_at is None or existing.expires_at > timezone.now())
-        ):
+        if existing is not None and checkout_usable(locked, existing):
             return existing
         now = timezone.now()
         busy = _busy(locked)
@@ -529,11 +539,7 @@ def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
 
 def _flag(invoice: Invoice, reason: str) -> None:
     invoice.needs_attention = True
-    stamp = timezone.now().strftime("%Y-%m-%d %H:%M")
-    line = f"{stamp}: {reason}"
-    invoice.attention_reason = (
-        f"{invoice.attention_reason}\n{line}" if invoice.attention_reason else line
-    )
+    invoice.add_attention_note(reason)
 
 
 def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
@@ -603,6 +609,41 @@ def _paid_twice(
     )
 
 
+def _stale_attempt(invoice: Invoice, event: PaymentEvent) -> str:
+    """Why ``event`` is the failure of an earlier payment attempt, or ``""``.
+
+    For a provider whose payment ids name attempts
+    (:attr:`BaseProvider.payment_per_attempt`), the invoice keeps the current
+    attempt's id: a late failure or expiry of an older attempt must not fail
+    the newer one (an older event never overrides newer state)."""
+    if event.type not in (EventType.FAILED, EventType.EXPIRED):
+        return ""
+    if not (event.provider_payment_id and invoice.provider_payment_id):
+        return ""
+    if event.provider_payment_id == invoice.provider_payment_id:
+        return ""
+    try:
+        per_attempt = get_provider(invoice.provider).payment_per_attempt
+    except PaymentsError:  # the alias is gone from the settings: no rule to apply
+        return ""
+    if not per_attempt:
+        return ""
+    return _(
+        "%(event)s of an earlier attempt %(old)s: the invoice's payment is now %(new)s"
+    ) % {
+        "event": event.type.label,
+        "old": event.provider_payment_id,
+        "new": invoice.provider_payment_id,
+    }
+
+
+def _keep_transaction(invoice: Invoice, event: PaymentEvent) -> None:
+    """Keep the event's transaction id on the invoice (saved by the caller)."""
+    if event.transaction_id and event.transaction_id != invoice.provider_transaction_id:
+        invoice.provider_transaction_id = event.transaction_id[:128]
+        invoice.save(update_fields=["provider_transaction_id", "updated_at"])
+
+
 def _transition(
     invoice: Invoice, event: PaymentEvent, row: WebhookEvent | None
 ) -> tuple[ApplyResult, Decimal]:
@@ -646,6 +687,10 @@ def _transition(
                 ]
             )
             return ApplyResult(Result.REJECTED, invoice, old, old, problem), nothing
+
+    stale = _stale_attempt(invoice, event)
+    if stale:
+        return ApplyResult(Result.IGNORED, invoice, old, old, stale), nothing
 
     rule = rule_for(old, event.type)
     if rule.outcome is Outcome.NOOP:
@@ -816,6 +861,10 @@ def _apply_locked(
     transaction, and settle the operations it answers. Signals are queued for
     after the commit."""
     result, refunded = _transition(invoice, event, row)
+    if result.result in (Result.APPLIED, Result.NOOP):
+        # Also on a repeat: a poll may have applied the hold before the
+        # notification that names its charge arrived (Life-Pay).
+        _keep_transaction(invoice, event)
     _settle_claims(invoice, result, refunded, operation)
     return result
 
@@ -978,6 +1027,54 @@ def refresh_invoice(invoice: Invoice) -> Invoice:
     if event is not None:
         apply_event(event)
     return _fresh(invoice)
+
+
+#: The invoice fields a provider may change once it has accepted the change
+#: (Life-Pay's invoice PATCH): the customer's contacts, never money or status.
+DETAIL_FIELDS = frozenset({"customer_email", "customer_phone"})
+
+
+def update_invoice_details(
+    invoice: Invoice,
+    *,
+    provider_details: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> Invoice:
+    """Record a change the provider has accepted for ``invoice``: any of
+    :data:`DETAIL_FIELDS`, and ``provider_details`` merged into the invoice's
+    metadata under the provider's slug (``metadata["lifepay"]``). Done under the
+    row lock, so it never overwrites what a webhook wrote meanwhile; ``invoice``
+    is refreshed. Status and amounts change only through events."""
+    unknown = sorted(set(fields) - DETAIL_FIELDS)
+    if unknown:
+        raise TypeError(
+            f"update_invoice_details() cannot change {', '.join(unknown)}: "
+            f"only {', '.join(sorted(DETAIL_FIELDS))}"
+        )
+    with transaction.atomic():
+        locked = _lock(invoice)
+        changed = ["updated_at"]
+        for name, value in fields.items():
+            setattr(locked, name, value)
+            changed.append(name)
+        if provider_details:
+            slug = get_provider(locked.provider).slug
+            details = dict(locked.metadata.get(slug) or {})
+            details.update(provider_details)
+            locked.metadata = {**locked.metadata, slug: details}
+            changed.append("metadata")
+        try:
+            locked.clean_fields(
+                exclude=[f.name for f in Invoice._meta.fields if f.name not in fields]
+            )
+        except ValidationError as exc:
+            field, messages = next(iter(exc.message_dict.items()))
+            raise InvalidInput(
+                f"{field}: {' '.join(messages)}", field=field, provider=locked.provider
+            ) from exc
+        locked.save(update_fields=changed)
+    invoice.refresh_from_db()
+    return invoice
 
 
 def _in_flight_total(invoice: Invoice, kind: str) -> Decimal:

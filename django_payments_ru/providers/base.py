@@ -73,6 +73,19 @@ class Capability(StrEnum):
     HOLD = "hold"  # two-stage: capture() / release()
 
 
+#: The hooks a capability needs: a provider that declares the capability and
+#: leaves one of these as the base's ``NotSupported`` fails check ``E020``.
+#: RECURRENT and SPLIT are fields of the checkout, not separate calls.
+CAPABILITY_HOOKS: dict[Capability, tuple[str, ...]] = {
+    Capability.REFUND: ("refund",),
+    Capability.PARTIAL_REFUND: ("refund",),
+    Capability.STATUS: ("fetch_status",),
+    Capability.CANCEL: ("cancel",),
+    Capability.HOLD: ("capture", "release"),
+    Capability.BATCH_STATUS: ("fetch_statuses",),
+}
+
+
 @dataclass(frozen=True)
 class Checkout:
     """How the customer reaches the provider.
@@ -227,6 +240,28 @@ class BaseProvider:
     secret_payload_keys: ClassVar[frozenset[str]] = frozenset()
     #: Largest amount the provider takes, per currency (checked before sending).
     max_amounts: ClassVar[dict[str, Decimal]] = {}
+    #: Whether ``provider_payment_id`` names one payment attempt, a new one at
+    #: each start (PayConnect, the sandbox): the services then treat a failure
+    #: or expiry of an attempt that is no longer the invoice's current one as
+    #: stale (recorded, never applied), so it cannot fail the newer attempt.
+    payment_per_attempt: ClassVar[bool] = False
+
+    # --- what the docs' feature matrix shows (generated from these) ---------
+
+    #: How the customer gets to the provider: ``"redirect"`` or ``"POST form"``.
+    checkout_kind: ClassVar[str] = "redirect"
+    #: How incoming webhooks are authenticated, in a few words.
+    webhook_auth: ClassVar[str] = ""
+    #: The concrete classes an alias of this provider becomes, chosen by its
+    #: options (Life-Pay: one per surface); empty when it is this class.
+    surfaces: ClassVar[tuple[type[BaseProvider], ...]] = ()
+    #: The surface's name in the docs ("A1Lite"), for a class in ``surfaces``.
+    surface_label: ClassVar[str] = ""
+    #: Dotted path of the provider's emulator module (its ``urlpatterns`` and an
+    #: ``emulator``, an instance of
+    #: :class:`django_payments_ru.emulator.base.Emulator`), or ``""``. Imported
+    #: only when ``django_payments_ru.emulator`` is installed.
+    emulator: ClassVar[str] = ""
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         self.alias = alias
@@ -289,6 +324,17 @@ class BaseProvider:
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    @classmethod
+    def missing_hooks(cls) -> list[tuple[Capability, str]]:
+        """Each declared capability whose hook is still the base's, with the
+        hook's name: a capability the class claims but does not implement."""
+        return [
+            (capability, hook)
+            for capability in sorted(cls.capabilities)
+            for hook in CAPABILITY_HOOKS.get(capability, ())
+            if getattr(cls, hook, None) is getattr(BaseProvider, hook, None)
+        ]
 
     # --- validation before anything is sent ---------------------------------
 
@@ -493,25 +539,30 @@ class BaseProvider:
     #: Option holding the API base URL (``None``: the provider makes no calls).
     base_url_option: ClassVar[str | None] = "base_url"
 
-    def make_http_client(self) -> HttpClient:
-        """The client all of this provider's calls go through. Subclasses pass
-        their error-envelope parser via :meth:`parse_error`."""
+    def make_http_client(self, **overrides: Any) -> HttpClient:
+        """A client for this provider's calls: the settings' timeout, retries
+        and Retry-After ceiling, the provider's secrets redacted, its error
+        envelope read by :meth:`parse_error`. ``overrides`` are passed on to
+        :class:`~.http.HttpClient` (``base_url`` for a second API, ``sleep``...).
+        """
         from .http import HttpClient
 
-        if not self.base_url_option:
-            raise NotSupported(
-                f"{self.display_name} makes no API calls.", provider=self.alias
-            )
+        if "base_url" not in overrides:
+            if not self.base_url_option:
+                raise NotSupported(
+                    f"{self.display_name} makes no API calls.", provider=self.alias
+                )
+            overrides["base_url"] = self.config[self.base_url_option]
         timeout = payments_settings.HTTP_TIMEOUT
-        return HttpClient(
-            provider=self.alias,
-            base_url=self.config[self.base_url_option],
-            timeout=tuple(timeout) if isinstance(timeout, list | tuple) else timeout,
-            retries=payments_settings.HTTP_RETRIES,
-            max_retry_after=payments_settings.HTTP_MAX_RETRY_AFTER,
-            secrets=self.secrets(),
-            error_parser=self.parse_error,
-        )
+        kwargs: dict[str, Any] = {
+            "provider": self.alias,
+            "timeout": tuple(timeout) if isinstance(timeout, list | tuple) else timeout,
+            "retries": payments_settings.HTTP_RETRIES,
+            "max_retry_after": payments_settings.HTTP_MAX_RETRY_AFTER,
+            "secrets": self.secrets(),
+            "error_parser": self.parse_error,
+        }
+        return HttpClient(**{**kwargs, **overrides})
 
     @cached_property
     def http(self) -> HttpClient:
