@@ -22,6 +22,7 @@ Each problem has its own id, so a project can silence one it accepts on purpose
 ``payments_ru.E014``      ``CACHE`` names no entry of ``settings.CACHES``
 ``payments_ru.E015``      a provider alias cannot appear in a webhook URL
 ``payments_ru.E016``      ``RETURN_URL_HOSTS`` is not a list of host names
+``payments_ru.E017``      a provider declares a capability without its hook
 ========================  ====================================================
 
 The checks read ``django.conf.settings`` directly rather than through
@@ -38,7 +39,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
-from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, SETTING_NAME, WEBHOOK_MODES
 
@@ -142,7 +142,7 @@ def _check_provider(alias: Any, config: Any) -> list[CheckMessage]:
         )
         return messages
     path = config["BACKEND"]
-    cls = _load(path, where, messages)
+    cls = _load(path, alias, where, messages)
     options = config.get("OPTIONS", {})
     if not isinstance(options, dict):
         messages.append(
@@ -166,39 +166,55 @@ def _check_provider(alias: Any, config: Any) -> list[CheckMessage]:
                 id=_id("E", 7),
             )
         )
+    messages += _check_hooks(cls, where)
     if not settings.DEBUG:
         messages += _check_secrets(cls, where, options)
     return messages
 
 
 def _load(
-    path: str, where: str, messages: list[CheckMessage]
+    path: str, alias: str, where: str, messages: list[CheckMessage]
 ) -> type[BaseProvider] | None:
-    from .providers.base import BaseProvider
+    from .registry import BackendNotFound, NotAProvider, load_backend
 
     try:
-        cls = import_string(path)
-    except ImportError as exc:
+        return load_backend(path, alias)
+    except BackendNotFound as exc:
         messages.append(
             Error(
-                f"{where}['BACKEND'] = {path!r} cannot be imported: {exc}",
+                str(exc),
                 hint="Check the dotted path; the built-in providers are "
                 "'django_payments_ru.providers.<slug>.Provider'.",
                 id=_id("E", 4),
             )
         )
-        return None
-    if not (isinstance(cls, type) and issubclass(cls, BaseProvider)):
+    except NotAProvider as exc:
         messages.append(
             Error(
-                f"{where}['BACKEND'] = {path!r} is not a subclass of "
-                "django_payments_ru.providers.base.BaseProvider.",
+                str(exc),
                 hint=f"Point {where}['BACKEND'] at a provider class.",
                 id=_id("E", 5),
             )
         )
-        return None
-    return cls
+    return None
+
+
+def _check_hooks(cls: type[BaseProvider], where: str) -> list[CheckMessage]:
+    """A capability the class declares must have its hook: the services would
+    otherwise offer an operation (a refund button, a poll) that can only fail."""
+    classes = cls.surfaces or (cls,)
+    return [
+        Error(
+            f"{surface.__qualname__} declares the capability {capability.value!r} "
+            f"but does not implement {hook}().",
+            hint=f"Implement {surface.__qualname__}.{hook}() or remove "
+            f"Capability.{capability.name} from its capabilities ({where}).",
+            obj=surface.__module__ + "." + surface.__qualname__,
+            id=_id("E", 17),
+        )
+        for surface in classes
+        for capability, hook in surface.missing_hooks()
+    ]
 
 
 def _blank(value: Any) -> bool:

@@ -39,18 +39,28 @@ def provider_config(alias: str) -> dict[str, Any]:
     return config
 
 
+class BackendNotFound(ConfigurationError):
+    """A ``BACKEND`` dotted path that cannot be imported (check ``E004``)."""
+
+
+class NotAProvider(ConfigurationError):
+    """A ``BACKEND`` that is not a provider class (check ``E005``)."""
+
+
 def load_backend(path: str, alias: str = "") -> type[BaseProvider]:
+    """The provider class named by ``path``: the one loader the registry and
+    the system checks share (the checks turn its errors into E004 and E005)."""
     from .providers.base import BaseProvider
 
     try:
         cls = import_string(path)
     except ImportError as exc:
-        raise ConfigurationError(
+        raise BackendNotFound(
             f"PAYMENTS_RU['PROVIDERS'][{alias!r}]['BACKEND'] = {path!r} cannot be "
             f"imported: {exc}"
         ) from exc
     if not (isinstance(cls, type) and issubclass(cls, BaseProvider)):
-        raise ConfigurationError(
+        raise NotAProvider(
             f"PAYMENTS_RU['PROVIDERS'][{alias!r}]['BACKEND'] = {path!r} is not a "
             "subclass of django_payments_ru.providers.base.BaseProvider."
         )

@@ -127,3 +127,14 @@ def check_return_url(url: str) -> str:
             field="return_url",
         )
     return url
+
+
+def safe_redirect_url(url: str) -> bool:
+    """Whether a URL a provider answered with may be put in front of a person
+    (a pay button, an admin link): absolute http(s) with a host. A provider's
+    answer is data from the network: never a ``javascript:`` or ``data:`` URL
+    in the shop's page."""
+    if not isinstance(url, str) or _UNSAFE.search(url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

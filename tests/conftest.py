@@ -38,3 +38,31 @@ def live_payments(live_server, settings):
     config["BASE_URL"] = live_server.url
     settings.PAYMENTS_RU = config
     return live_server
+
+
+#: The only names a test may resolve: the live server and local services.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+
+
+@pytest.fixture(autouse=True)
+def no_dns_no_backoff(monkeypatch):
+    """No test waits on the network: a host name other than a local one fails
+    to resolve at once (``testserver``, the test client's name, is not a real
+    host), and the HTTP client's backoff between retries does not sleep.
+    A test of the retry schedule passes its own ``sleep`` and sees the delays."""
+    import socket
+
+    from django_payments_ru.providers.http import HttpClient
+
+    resolve = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else str(host or "")
+        if name in LOCAL_HOSTS:
+            return resolve(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no host ({name})")
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+    defaults = HttpClient.__init__.__kwdefaults__
+    assert defaults is not None and "sleep" in defaults
+    monkeypatch.setitem(defaults, "sleep", lambda seconds: None)

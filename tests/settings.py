@@ -49,6 +49,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "tests.urls"
 
+# Hashing a password with PBKDF2 costs ~100 ms; the suite logs admin users in
+# hundreds of times. The fast hasher is for tests only.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

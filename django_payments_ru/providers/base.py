@@ -74,7 +74,7 @@ class Capability(StrEnum):
 
 
 #: The hooks a capability needs: a provider that declares the capability and
-#: leaves one of these as the base's ``NotSupported`` fails check ``E020``.
+#: leaves one of these as the base's ``NotSupported`` fails check E017.
 #: RECURRENT and SPLIT are fields of the checkout, not separate calls.
 CAPABILITY_HOOKS: dict[Capability, tuple[str, ...]] = {
     Capability.REFUND: ("refund",),

@@ -21,39 +21,23 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from django import template
 from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import get_template
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import services
 from ..exceptions import PaymentsError
 from ..models import Invoice
 from ..providers.base import Checkout
-from ..status import PAYABLE, InvoiceStatus
+from ..status import PAYABLE
+from ..validation import safe_redirect_url
 
 logger = logging.getLogger("django_payments_ru")
 register = template.Library()
 
 TEMPLATE = "django_payments_ru/payment_button.html"
-
-
-def _usable(checkout: Checkout | None, invoice: Invoice) -> bool:
-    """The stored checkout still leads to a payment page."""
-    if checkout is None or invoice.status == InvoiceStatus.FAILED:
-        # After a failure the provider wants a new attempt (services.start_payment).
-        return False
-    return checkout.expires_at is None or checkout.expires_at > timezone.now()
-
-
-def _safe_url(url: str) -> bool:
-    # A provider answer is data from the network: never let it put a
-    # ``javascript:`` URL into the shop's page.
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _display_name(invoice: Invoice) -> str:
@@ -65,8 +49,7 @@ def _display_name(invoice: Invoice) -> str:
 
 def _checkout(invoice: Invoice, request: Any) -> Checkout:
     checkout = invoice.get_checkout()
-    if _usable(checkout, invoice):
-        assert checkout is not None
+    if checkout is not None and services.checkout_usable(invoice, checkout):
         return checkout
     return services.start_payment(invoice, request)
 
@@ -96,7 +79,7 @@ def payment_button(
         return get_template(TEMPLATE).render(values)
     try:
         checkout = _checkout(invoice, request)
-        if not _safe_url(checkout.url):
+        if not safe_redirect_url(checkout.url):
             raise PaymentsError(
                 "The provider returned a payment URL that is not http(s).",
                 provider=invoice.provider,

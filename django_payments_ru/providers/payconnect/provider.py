@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -145,6 +144,9 @@ class Provider(BaseProvider):
     # payconnect.md F-13: at most 200 000 RUB in one payment.
     max_amounts: ClassVar[dict[str, Decimal]] = {"RUB": Decimal("200000")}
     base_url_option = "api_url"
+    # Each start creates a new payment (payconnect.md §3.3): a late failure of
+    # an earlier one is stale, never the invoice's (the services' rule).
+    payment_per_attempt = True
     options: ClassVar[dict[str, Option]] = {
         "secret_key": Option(
             secret=True, help="the PayConnect secret API key, 'sk_live_...'"
@@ -181,20 +183,9 @@ class Provider(BaseProvider):
     def _sleep(self, seconds: float) -> None:
         type(self).sleep(seconds)
 
-    def make_http_client(self) -> HttpClient:
-        from ..http import HttpClient
-
-        timeout = payments_settings.HTTP_TIMEOUT
-        return HttpClient(
-            provider=self.alias,
-            base_url=self.config["api_url"],
-            timeout=tuple(timeout) if isinstance(timeout, list | tuple) else timeout,
-            retries=payments_settings.HTTP_RETRIES,
-            max_retry_after=payments_settings.HTTP_MAX_RETRY_AFTER,
-            secrets=self.secrets(),
-            error_parser=self.parse_error,
-            sleep=self._sleep,
-        )
+    def make_http_client(self, **overrides: Any) -> HttpClient:
+        # The client's backoff sleeps go through the injectable clock (tests).
+        return super().make_http_client(**{"sleep": self._sleep, **overrides})
 
     @cached_property
     def tokens(self) -> TokenCache:
@@ -528,31 +519,7 @@ class Provider(BaseProvider):
                 ),
                 self._event(payment, kind, event_id, occurred_at=created, raw=data),
             ]
-        if kind in (EventType.FAILED, EventType.EXPIRED) and self._stale(payment):
-            # A late failure of an earlier attempt must not fail the invoice's
-            # newer payment (an older event never overrides newer state).
-            return [self._event(payment, EventType.INFO, event_id, raw=data)]
         return [self._event(payment, kind, event_id, occurred_at=created, raw=data)]
-
-    def _stale(self, payment: Mapping[str, Any]) -> bool:
-        """Whether ``payment`` is no longer the invoice's current payment."""
-        from ...models import Invoice
-
-        metadata = payment.get("metadata")
-        ref = metadata.get("invoice_id") if isinstance(metadata, Mapping) else None
-        if not ref:
-            return False
-        try:
-            # Parsed here: a lookup by a malformed UUID raises ValidationError.
-            invoice_uuid = uuid.UUID(str(ref))
-        except ValueError:
-            return False
-        current = (
-            Invoice.objects.filter(provider=self.alias, uuid=invoice_uuid)
-            .values_list("provider_payment_id", flat=True)
-            .first()
-        )
-        return bool(current) and current != str(payment.get("id"))
 
     def webhook_response(
         self, request: HttpRequest, events: list[PaymentEvent]

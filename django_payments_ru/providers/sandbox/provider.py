@@ -86,6 +86,9 @@ class Provider(BaseProvider):
             Capability.CANCEL,
         }
     )
+    # Each start creates a new sandbox payment: a late failure of an earlier one
+    # never fails the invoice's current attempt (the services' rule).
+    payment_per_attempt = True
     options: ClassVar[dict[str, Option]] = {
         "base_url": Option(
             help="the sandbox API URL, e.g. 'http://127.0.0.1:8000/emulator/sandbox/'"
