@@ -12,7 +12,7 @@ to do about it. Error texts never contain secrets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Self
 
@@ -100,20 +100,32 @@ def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
     return redact(str(value))  # anything else is shown by its text
 
 
-def _mentions_secret(
-    error: BaseException, redact: Callable[[str], str], seen: set[int]
-) -> bool:
+def exception_chain(
+    error: BaseException, seen: set[int] | None = None
+) -> Iterator[BaseException]:
+    """``error`` and every exception it was raised from or during, each once
+    (``seen`` carries the ids already visited across calls)."""
+    seen = set() if seen is None else seen
     pending = [error]
     while pending:
         node = pending.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        for text in (str(node), repr(node)):
-            if redact(text) != text:
-                return True
+        yield node
         pending.extend(n for n in (node.__cause__, node.__context__) if n)
-    return False
+
+
+def mentions_secret(
+    error: BaseException, redact: Callable[[str], str], seen: set[int] | None = None
+) -> bool:
+    """Whether any exception in ``error``'s chain shows text that ``redact``
+    would change (a secret, a token)."""
+    return any(
+        redact(text) != text
+        for node in exception_chain(error, seen)
+        for text in (str(node), repr(node))
+    )
 
 
 def _redact_error(
@@ -129,11 +141,11 @@ def _redact_error(
     cause, context = error.__cause__, error.__context__
     if isinstance(cause, PaymentsError):
         _redact_error(cause, redact, seen)
-    elif cause is not None and _mentions_secret(cause, redact, set(seen)):
+    elif cause is not None and mentions_secret(cause, redact, set(seen)):
         error.__cause__ = None  # also sets __suppress_context__
     if isinstance(context, PaymentsError):
         _redact_error(context, redact, seen)
-    elif context is not None and _mentions_secret(context, redact, set(seen)):
+    elif context is not None and mentions_secret(context, redact, set(seen)):
         error.__context__ = None
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -28,6 +26,8 @@ from django_payments_ru.exceptions import (
     ProviderUnavailable,
 )
 from django_payments_ru.providers.http import HttpClient
+
+from .local_http import LocalServer, exception_texts, record_texts
 
 # --- a scripted server --------------------------------------------------------
 
@@ -51,92 +51,47 @@ class Seen:
     peer: tuple[str, int]
 
 
-class ScriptedServer:
+class ScriptedServer(LocalServer):
     """A local HTTP/1.1 server answering with the replies a test scripts."""
 
     def __init__(self) -> None:
         self.replies: list[Reply] = []
         self.requests: list[Seen] = []
         self.connections: list[tuple[str, int]] = []
-        self.release = threading.Event()
-        self._lock = threading.Lock()
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive
-            timeout = 5
-            # Headers and body go out in two writes; with Nagle the second waits
-            # for the client's delayed ACK (40 ms per request).
-            disable_nagle_algorithm = True
+    def connected(self, address: tuple[str, int]) -> None:
+        with self._lock:
+            self.connections.append(address)
 
-            def setup(self) -> None:
-                super().setup()
-                with server._lock:
-                    server.connections.append(self.client_address)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the test output stays readable
-
-            def serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with server._lock:
-                    server.requests.append(
-                        Seen(
-                            self.command,
-                            self.path,
-                            dict(self.headers.items()),
-                            body,
-                            self.client_address,
-                        )
-                    )
-                    reply = (
-                        server.replies.pop(0)
-                        if server.replies
-                        else Reply(599, {"error": "unscripted request"})
-                    )
-                if reply.hang:
-                    server.release.wait(5)
-                    self.close_connection = True
-                    return
-                if isinstance(reply.body, bytes):
-                    payload = reply.body
-                elif isinstance(reply.body, str):
-                    payload = reply.body.encode()
-                else:
-                    payload = json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                headers = {"Content-Type": "application/json", **reply.headers}
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = serve
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}
-        )
+    def respond(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        with self._lock:
+            self.requests.append(
+                Seen(
+                    handler.command,
+                    handler.path,
+                    dict(handler.headers.items()),
+                    body,
+                    handler.client_address,
+                )
+            )
+            reply = (
+                self.replies.pop(0)
+                if self.replies
+                else Reply(599, {"error": "unscripted request"})
+            )
+        if reply.hang:
+            self.release.wait(5)
+            handler.close_connection = True
+            return
+        self.send(handler, reply.status, reply.body, reply.headers)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/api/"
+        return f"{self.root}/api/"
 
     def script(self, *replies: Reply) -> None:
         self.replies.extend(replies)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(2)
 
 
 @pytest.fixture
@@ -449,31 +404,6 @@ FORMS = {
 
 def leaks(text: str) -> set[str]:
     return {form for form in FORMS if form in text}
-
-
-def exception_texts(exc: BaseException) -> Iterator[str]:
-    yield "".join(traceback.format_exception(exc))
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        node = pending.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield str(node)
-        yield repr(node)
-        yield repr(node.args)
-        for name in ("message", "provider_message", "details", "code"):
-            if hasattr(node, name):
-                yield repr(getattr(node, name))
-        pending.extend(n for n in (node.__cause__, node.__context__) if n)
-
-
-def record_texts(record: logging.LogRecord) -> Iterator[str]:
-    yield record.getMessage()
-    yield str(record.msg)
-    yield repr(record.args)
-    yield logging.Formatter().format(record)  # includes exc_info and stack_info
 
 
 def test_secrets_reach_no_log_record_and_no_exception(server, sleeps, caplog):

@@ -21,13 +21,11 @@ from __future__ import annotations
 import html
 import json
 import logging
-import threading
 import time
-import traceback
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -46,6 +44,7 @@ from django_payments_ru.models import Invoice, WebhookEvent
 from django_payments_ru.providers.base import BaseProvider, Capability
 from django_payments_ru.registry import get_provider
 from tests.helpers import event, payment_object, post_webhook, webhook_body
+from tests.local_http import LocalServer, exception_texts, record_texts
 from tests.providers.lifepay import conftest as lifepay
 from tests.providers.payconnect import cases as payconnect
 
@@ -103,7 +102,7 @@ def option_secrets(provider: BaseProvider) -> list[str]:
 # --- a provider that echoes everything ------------------------------------------
 
 
-class EchoServer:
+class EchoServer(LocalServer):
     """Answers every call with the calling alias's secrets and tokens in it.
 
     ``mode`` says how the next calls fail (an HTTP status, or one of the names
@@ -116,35 +115,11 @@ class EchoServer:
         self.mode: int | str = 400
         self.auth_mode: int | str = "ok"
         self.calls: list[str] = []
-        self.release = threading.Event()
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-            timeout = 5
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                server.answer(self, body)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = serve
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}
-        )
+        super().__init__()
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.root
 
     def canaries(self) -> set[str]:
         values = {s for secrets in self.secrets.values() for s in secrets}
@@ -161,7 +136,7 @@ class EchoServer:
             self.tokens[alias].append(token)
         return token
 
-    def answer(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    def respond(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         path = handler.path
         alias = path.split("/")[1]
         self.calls.append(f"{handler.command} {path}")
@@ -169,7 +144,7 @@ class EchoServer:
         mode = self.auth_mode if auth else self.mode
         if auth and mode == "ok":
             token = self._token(alias)
-            self._send(
+            self.send(
                 handler,
                 200,
                 {"access_token": token, "jwt": token, "expires_in": 3600},
@@ -214,13 +189,13 @@ class EchoServer:
             handler.close_connection = True
             return
         if mode == "garbage":
-            self._send(handler, 200, f"<html>{echo}</html>", headers, "text/html")
+            self.send(handler, 200, f"<html>{echo}</html>", headers, "text/html")
         elif mode == "text400":
-            self._send(handler, 400, f"Bad request: {echo}", headers, "text/plain")
+            self.send(handler, 400, f"Bad request: {echo}", headers, "text/plain")
         elif mode == "error200":
-            self._send(handler, 200, envelope, headers)
+            self.send(handler, 200, envelope, headers)
         elif mode == "auth200":  # Life-Pay's alba auth error (HTTP 200)
-            self._send(handler, 200, {**envelope, "code": "auth"}, headers)
+            self.send(handler, 200, {**envelope, "code": "auth"}, headers)
         elif mode == "unknown":  # a payment in a status nobody documented
             payment = {
                 "id": str(uuid.uuid4()),
@@ -229,38 +204,12 @@ class EchoServer:
                 "amount": "100.00",
                 "currency": "RUB",
             }
-            self._send(handler, 200, payment, headers)
+            self.send(handler, 200, payment, headers)
         else:
             status = int(mode)
             if status == 429:
                 headers["Retry-After"] = "600"  # longer than we may wait
-            self._send(handler, status, envelope, headers)
-
-    @staticmethod
-    def _send(
-        handler: BaseHTTPRequestHandler,
-        status: int,
-        body: Any,
-        headers: dict[str, str] | None = None,
-        content_type: str = "application/json",
-    ) -> None:
-        payload = (body if isinstance(body, str) else json.dumps(body)).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(2)
+            self.send(handler, status, envelope, headers)
 
 
 #: How the provider fails, for every operation.
@@ -296,7 +245,7 @@ def echo(settings: Any, caplog: pytest.LogCaptureFixture) -> Iterator[EchoServer
         "PROVIDERS": entries,
         "BASE_URL": "http://testserver",
         "WEBHOOK_PROCESSING": "sync",
-        "HTTP_TIMEOUT": (1.0, 0.3),
+        "HTTP_TIMEOUT": (1.0, 0.2),
         "HTTP_RETRIES": 1,  # one retry, without a backoff wait
         "HTTP_MAX_RETRY_AFTER": 1.0,
     }
@@ -356,29 +305,6 @@ class Canaries:
     def assert_clean(self, where: str, text: str) -> None:
         hits = self.found(text)
         assert not hits, f"{where} mentions {sorted(hits)}: {text[:3000]}"
-
-
-def exception_texts(exc: BaseException) -> Iterator[str]:
-    yield "".join(traceback.format_exception(exc))
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        node = pending.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield str(node)
-        yield repr(node)
-        yield repr(node.args)
-        yield repr(vars(node))
-        pending.extend(n for n in (node.__cause__, node.__context__) if n)
-
-
-def record_texts(record: logging.LogRecord) -> Iterator[str]:
-    yield record.getMessage()
-    yield str(record.msg)
-    yield repr(record.args)
-    yield logging.Formatter().format(record)  # with exc_info and stack_info
 
 
 def stored_texts() -> Iterator[tuple[str, str]]:

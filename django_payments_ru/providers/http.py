@@ -37,6 +37,7 @@ from ..exceptions import (
     ProviderRateLimited,
     ProviderResponseError,
     ProviderUnavailable,
+    mentions_secret,
 )
 
 logger = logging.getLogger("django_payments_ru.http")
@@ -383,18 +384,7 @@ class HttpClient:
     def _clean(self, exc: BaseException) -> BaseException | None:
         """``exc`` to chain as the cause, or ``None`` when any exception in its
         chain mentions a secret: urllib3 errors repeat the URL, query included."""
-        pending: list[BaseException] = [exc]
-        seen: set[int] = set()
-        while pending:
-            node = pending.pop()
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            for text in (str(node), repr(node)):
-                if self.redact(text) != text:
-                    return None
-            pending.extend(n for n in (node.__cause__, node.__context__) if n)
-        return exc
+        return None if mentions_secret(exc, self.redact) else exc
 
     def request(
         self,
