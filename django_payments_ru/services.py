@@ -344,7 +344,7 @@ def checkout_usable(invoice: Invoice, checkout: Checkout | None = None) -> bool:
         checkout = invoice.get_checkout()
     if checkout is None or invoice.status == InvoiceStatus.FAILED:
         return False
-    return checkout.expires_at is None or checkout.expires_at > timezone.now()
+    return not checkout.has_expired()
 
 
 def _claim_start(invoice: Invoice) -> Checkout | tuple[Operation, bool] | None:

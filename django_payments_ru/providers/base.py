@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 
 from ..conf import payments_settings
@@ -114,6 +115,10 @@ class Checkout:
             "fields",
             MappingProxyType({str(k): str(v) for k, v in self.fields.items()}),
         )
+
+    def has_expired(self) -> bool:
+        """Whether the provider's payment page has run out (``expires_at``)."""
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
     @property
     def is_redirect(self) -> bool:

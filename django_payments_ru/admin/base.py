@@ -1,0 +1,129 @@
+"""What the admin pages share: how errors, amounts and invoices are shown, the
+URL and checkout checks, and the read-only bases for inlines and record pages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from ..exceptions import InvalidInput, PaymentsError
+from ..models import Invoice, Operation, WebhookEvent
+from ..money import format_amount
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
+
+logger = logging.getLogger("django_payments_ru")
+
+#: Errors an admin operation reports as a message instead of a server error.
+#: ImproperlyConfigured: the invoice's provider alias is no longer configured.
+OPERATION_ERRORS = (PaymentsError, ImproperlyConfigured)
+
+
+def _error_text(exc: BaseException, failed: str, *args: object) -> str:
+    """What to tell the merchant about ``exc``; an unexpected one is first
+    logged, with its traceback, as ``failed % args``."""
+    # PaymentsError.__str__ already says what happened and what to do, without
+    # secrets; other exceptions are unexpected and logged with their traceback.
+    if isinstance(exc, OPERATION_ERRORS):
+        return str(exc)
+    logger.error(failed, *args, exc_info=exc)
+    return _("Unexpected error (%(type)s); the details are in the server log.") % {
+        "type": type(exc).__name__
+    }
+
+
+def _money(amount: Decimal | None, currency: str) -> str:
+    """``amount`` with its currency's decimals (the column keeps three)."""
+    if amount is None:
+        return "-"
+    try:
+        return format_amount(amount, currency)
+    except InvalidInput:  # a currency unregistered since: show what is stored
+        return str(amount)
+
+
+def _label(invoice: Invoice) -> str:
+    reference = invoice.order_id or str(invoice.uuid)[:8]
+    return (
+        f"{reference} ({_money(invoice.amount, invoice.currency)} {invoice.currency})"
+    )
+
+
+def _preformatted(text: str) -> SafeString | str:
+    """Multi-line text as it was written (a history, a traceback), or "-"."""
+    return format_html("<pre>{}</pre>", text) if text else "-"
+
+
+def _pretty_json(value: Any) -> SafeString | str:
+    if not value:
+        return "-"
+    return _preformatted(
+        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    )
+
+
+def _preformatted_field(
+    name: str, description: _StrOrPromise, *, as_json: bool = False
+) -> Callable[[Any, Any], SafeString | str]:
+    """A read-only field of the admin showing the model's field ``name`` as
+    preformatted text, or as indented JSON."""
+    render = _pretty_json if as_json else _preformatted
+
+    @admin.display(description=description)
+    def field(modeladmin: Any, obj: Any) -> SafeString | str:
+        return render(getattr(obj, name))
+
+    return field
+
+
+class _NoWrites:
+    """Nobody adds, changes or deletes these rows from the admin: they are
+    records of what happened."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class _ReadOnlyInline(_NoWrites, admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+
+class _RecordAdmin(_NoWrites, admin.ModelAdmin):
+    """A read-only page of records about invoices (operations, webhook events):
+    nobody adds, edits or deletes them; each links to its invoice."""
+
+    # The invoice link is a column: one query for the page, none per row.
+    list_select_related = ("invoice",)
+    list_per_page = 50
+
+    @admin.display(description=gettext_lazy("invoice"), ordering="invoice")
+    def invoice_link(self, obj: Operation | WebhookEvent) -> SafeString | str:
+        if obj.invoice is None:
+            return "-"
+        url = reverse(
+            "admin:django_payments_ru_invoice_change",
+            args=[obj.invoice.pk],
+            current_app=self.admin_site.name,
+        )
+        return format_html('<a href="{}">{}</a>', url, obj.invoice)

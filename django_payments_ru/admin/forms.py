@@ -1,0 +1,131 @@
+"""The admin's forms: adding an invoice, the merchant's note on its page, a
+refund's amount, and how an error is shown on a form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from .. import registry
+from ..exceptions import InvalidInput
+from ..models import Invoice
+from .base import _error_text
+
+
+def _provider_choices() -> list[tuple[str, str]]:
+    choices = []
+    for alias in registry.aliases():
+        try:
+            name = registry.get_provider(alias).display_name
+        except ImproperlyConfigured:
+            name = ""
+        label = f"{alias} ({name})" if name and name != alias else alias
+        choices.append((alias, label))
+    return choices
+
+
+class InvoiceAddForm(forms.Form):
+    """The merchant's new invoice; :func:`services.create_invoice` validates it."""
+
+    provider = forms.ChoiceField(label=capfirst(gettext_lazy("provider")), choices=())
+    # A CharField, not a DecimalField: the services parse the amount strictly and
+    # say exactly what is wrong ("10.001" has more decimals than RUB allows).
+    amount = forms.CharField(
+        label=capfirst(gettext_lazy("amount")),
+        max_length=40,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "class": "vTextField"}),
+        help_text=gettext_lazy("In major units with a point: 1234.50"),
+    )
+    currency = forms.CharField(
+        label=capfirst(gettext_lazy("currency")),
+        max_length=3,
+        initial="RUB",
+        help_text=gettext_lazy("ISO 4217 code: RUB, USD, EUR..."),
+    )
+    order_id = forms.CharField(
+        label=capfirst(gettext_lazy("order id")), max_length=64, required=False
+    )
+    order_key = forms.CharField(
+        label=capfirst(gettext_lazy("order")),
+        max_length=64,
+        required=False,
+        help_text=gettext_lazy(
+            "Invoices with the same order are alternatives: once one is paid, "
+            "the others are cancelled."
+        ),
+    )
+    description = forms.CharField(
+        label=capfirst(gettext_lazy("description")),
+        max_length=255,
+        required=False,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+    customer_email = forms.EmailField(
+        label=capfirst(gettext_lazy("customer e-mail")), required=False
+    )
+    customer_phone = forms.CharField(
+        label=capfirst(gettext_lazy("customer phone")), max_length=32, required=False
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read at each request: PAYMENTS_RU may change (override_settings, reload).
+        choices = _provider_choices()
+        provider = self.fields["provider"]
+        assert isinstance(provider, forms.ChoiceField)
+        provider.choices = choices
+        if len(choices) == 1:
+            self.fields["provider"].initial = choices[0][0]
+
+
+class InvoiceChangeForm(forms.ModelForm):
+    """The only things a merchant edits: the attention flag and a note."""
+
+    attention_note = forms.CharField(
+        label=capfirst(gettext_lazy("note")),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=gettext_lazy(
+            "Added to the attention history with your name. Required when you "
+            "clear “needs attention”."
+        ),
+    )
+
+    class Meta:
+        model = Invoice
+        fields = ["needs_attention"]
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        clearing = self.instance.needs_attention and not data.get("needs_attention")
+        if clearing and not data.get("attention_note", "").strip():
+            self.add_error(
+                "attention_note",
+                _("Say what was done about it: the note is kept with the invoice."),
+            )
+        return data
+
+
+class RefundForm(forms.Form):
+    amount = forms.CharField(
+        label=capfirst(gettext_lazy("amount to refund")),
+        max_length=40,
+        required=False,
+        widget=forms.TextInput(attrs={"inputmode": "decimal"}),
+        help_text=gettext_lazy("Leave empty to refund everything not yet refunded."),
+    )
+
+
+def _show_error(form: forms.Form, exc: Exception, failed: str, *args: object) -> None:
+    """Put ``exc`` on ``form``: bad input on its field when the form has it,
+    anything else above the fields (an unexpected error logged as ``failed``)."""
+    if isinstance(exc, InvalidInput):
+        form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+    else:
+        form.add_error(None, _error_text(exc, failed, *args))

@@ -1,0 +1,389 @@
+"""Invoices: the inlines and list filters of the invoice admin, and
+:class:`InvoiceAdmin` itself: the list with its actions, the change page and
+the tools it offers (the operations of :mod:`.operations`, refund, the
+provider's forms). The views behind the tools, and the add page, are in
+:mod:`.pages`.
+
+Everything that moves money or changes a status goes through
+:mod:`django_payments_ru.services`. The admin itself writes only the merchant's
+own notes (the "needs attention" flag and its note), under a row lock and with
+``update_fields``, so a webhook processed while the page was open is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from ..models import Invoice, Operation, Payment, WebhookEvent
+from ..providers.base import Capability
+from ..validation import safe_redirect_url
+from .base import _money, _preformatted_field, _ReadOnlyInline
+from .forms import InvoiceChangeForm
+from .operations import INVOICE_OPERATIONS, OPERATION_ACTIONS, with_operation_actions
+from .pages import InvoicePages
+
+# --- inlines ----------------------------------------------------------------------
+
+
+class PaymentInline(_ReadOnlyInline):
+    model = Payment
+    fields = (
+        "kind",
+        "amount",
+        "currency",
+        "provider_payment_id",
+        "source",
+        "created_at",
+    )
+    readonly_fields = fields
+    verbose_name_plural = gettext_lazy("money movements")
+
+
+class OperationInline(_ReadOnlyInline):
+    model = Operation
+    fields = ("kind", "state", "amount", "reason", "created_at", "settled_at")
+    readonly_fields = fields
+    verbose_name_plural = gettext_lazy("operations sent to the provider")
+    show_change_link = True
+
+
+class WebhookEventInline(_ReadOnlyInline):
+    model = WebhookEvent
+    fields = ("event_type", "status", "result", "received_at")
+    readonly_fields = fields
+    show_change_link = True
+
+
+# --- filters ----------------------------------------------------------------------
+
+
+class InFlightFilter(admin.SimpleListFilter):
+    """Invoices with an operation sent to the provider and not yet settled."""
+
+    title = gettext_lazy("operation in flight")
+    parameter_name = "in_flight"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        if self.value() not in ("yes", "no"):
+            return queryset
+        pending = Exists(
+            Operation.objects.filter(
+                invoice=OuterRef("pk"), state=Operation.State.IN_FLIGHT
+            )
+        )
+        return queryset.filter(pending if self.value() == "yes" else ~pending)
+
+
+class OrderFilter(admin.SimpleListFilter):
+    """The invoices of one order (reached from an invoice's change page)."""
+
+    title = gettext_lazy("order")
+    parameter_name = "order_key"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def has_output(self) -> bool:
+        return bool(self.value())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        value = self.value()
+        return queryset.filter(order_key=value) if value else queryset
+
+
+# --- invoices ---------------------------------------------------------------------
+
+
+@admin.register(Invoice)
+@with_operation_actions
+class InvoiceAdmin(InvoicePages):
+    """The invoices: a list with the operations as actions, and a change page
+    where only the attention flag and a note are editable."""
+
+    list_display = (
+        "reference",
+        "amount_display",
+        "status",
+        "provider",
+        "order_id",
+        "needs_attention",
+        "paid_twice",
+        "created_at",
+        "paid_at",
+    )
+    list_display_links = ("reference",)
+    list_filter = (
+        "status",
+        "provider",
+        "needs_attention",
+        "paid_twice",
+        InFlightFilter,
+        OrderFilter,
+        "created_at",
+    )
+    search_fields = (
+        "order_id",
+        "order_key",
+        "customer_email",
+        "customer_phone",
+        "provider_payment_id",
+        "uuid",
+    )
+    # No foreign keys in the list: one query for the page, none per row.
+    list_select_related = False
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    # The functions are added by @with_operation_actions, from the table.
+    actions = OPERATION_ACTIONS
+    inlines = (PaymentInline, OperationInline, WebhookEventInline)
+    form = InvoiceChangeForm
+
+    change_fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "reference",
+                    "provider",
+                    "status",
+                    "amount_display",
+                    "paid_display",
+                    "refunded_display",
+                )
+            },
+        ),
+        (
+            gettext_lazy("Payment at the provider"),
+            {"fields": ("payment_link", "provider_payment_id", "expires_at")},
+        ),
+        (
+            gettext_lazy("Order"),
+            {
+                "fields": (
+                    "order_id",
+                    "order_display",
+                    "description",
+                    "customer_email",
+                    "customer_phone",
+                    "return_url",
+                    "metadata_display",
+                )
+            },
+        ),
+        (
+            gettext_lazy("Attention"),
+            {
+                "fields": (
+                    "needs_attention",
+                    "paid_twice",
+                    "attention_reason_display",
+                    "attention_note",
+                )
+            },
+        ),
+        (
+            gettext_lazy("Dates"),
+            {"fields": ("created_at", "status_changed_at", "paid_at", "updated_at")},
+        ),
+    )
+    #: Merchant-editable on the change page; everything else is read-only.
+    editable_fields = ("needs_attention", "attention_note")
+
+    # --- columns and read-only fields --------------------------------------------
+
+    @admin.display(description=gettext_lazy("invoice"), ordering="-created_at")
+    def reference(self, obj: Invoice) -> str:
+        return obj.order_id or str(obj.uuid)[:8]
+
+    @admin.display(description=gettext_lazy("amount"), ordering="amount")
+    def amount_display(self, obj: Invoice) -> str:
+        return f"{_money(obj.amount, obj.currency)} {obj.currency}"
+
+    @admin.display(description=gettext_lazy("paid"))
+    def paid_display(self, obj: Invoice) -> str:
+        return f"{_money(obj.paid_amount, obj.currency)} {obj.currency}"
+
+    @admin.display(description=gettext_lazy("refunded"))
+    def refunded_display(self, obj: Invoice) -> str:
+        return f"{_money(obj.refunded_amount, obj.currency)} {obj.currency}"
+
+    @admin.display(description=gettext_lazy("order"))
+    def order_display(self, obj: Invoice) -> SafeString | str:
+        if not obj.order_key:
+            return "-"
+        others = obj.siblings().count()
+        url = reverse("admin:django_payments_ru_invoice_changelist")
+        return format_html(
+            '{} (<a href="{}?order_key={}">{}</a>)',
+            obj.order_key,
+            url,
+            obj.order_key,
+            ngettext("%(count)d other invoice", "%(count)d other invoices", others)
+            % {"count": others},
+        )
+
+    metadata_display = _preformatted_field(
+        "metadata", gettext_lazy("metadata"), as_json=True
+    )
+    attention_reason_display = _preformatted_field(
+        "attention_reason", gettext_lazy("attention history")
+    )
+
+    @admin.display(description=gettext_lazy("payment link"))
+    def payment_link(self, obj: Invoice) -> SafeString | str:
+        checkout = obj.get_checkout()
+        if checkout is None:
+            return _("None yet: the payment has not been started.")
+        note = " " + _("(expired)") if checkout.has_expired() else ""
+        if not safe_redirect_url(checkout.url):
+            return f"{checkout.url}{note}"
+        if checkout.method == "GET":
+            return format_html(
+                '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>{}',
+                checkout.url,
+                checkout.url,
+                note,
+            )
+        # The admin's own form encloses read-only fields and forms do not nest:
+        # the button submits the separate form the change page renders after it.
+        return format_html(
+            '<button type="submit" form="payments-ru-admin-checkout" '
+            'class="button">{}</button> <span>{} {}</span>{}',
+            _("Open the payment page"),
+            "POST",
+            checkout.url,
+            note,
+        )
+
+    # --- forms and permissions -----------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return self.add_fieldsets
+        if self.has_change_permission(request, obj):
+            return self.change_fieldsets
+        return [
+            (
+                name,
+                {"fields": tuple(f for f in opts["fields"] if f != "attention_note")},
+            )
+            for name, opts in self.change_fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        return tuple(
+            field
+            for _name, opts in self.change_fieldsets
+            for field in opts["fields"]
+            if field not in self.editable_fields
+        )
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> Any:
+        return super().get_inline_instances(request, obj) if obj else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # An invoice is an accounting record (and its payments protect it):
+        # cancel it instead.
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: Invoice, form: Any, change: bool
+    ) -> None:
+        if not change:  # pragma: no cover - the add view never gets here
+            raise PermissionDenied
+        flag = form.cleaned_data.get("needs_attention", obj.needs_attention)
+        note = form.cleaned_data.get("attention_note", "").strip()
+        with transaction.atomic():
+            # Lock and re-read: a webhook may have changed the invoice (and added
+            # to its attention history) since the page was opened.
+            locked = Invoice.objects.select_for_update().get(pk=obj.pk)
+            fields = ["updated_at"]
+            if locked.needs_attention != flag:
+                locked.needs_attention = flag
+                fields.append("needs_attention")
+            if note:
+                template = (
+                    _("%(user)s cleared the flag: %(note)s")
+                    if not flag
+                    else _("%(user)s: %(note)s")
+                )
+                locked.add_attention_note(
+                    template % {"user": request.user.get_username(), "note": note}
+                )
+                fields.append("attention_reason")
+            locked.save(update_fields=fields)
+        obj.refresh_from_db()
+
+    # --- the change page ------------------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        invoice = self.get_object(request, unquote(object_id))
+        if invoice is not None:
+            extra.update(self._tools(request, invoice))
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _tools(self, request: HttpRequest, invoice: Invoice) -> dict[str, Any]:
+        """Which operations the change page offers, and the POST checkout form."""
+        checkout = invoice.get_checkout()
+        context: dict[str, Any] = {
+            "payments_ru_checkout": (
+                {"url": checkout.url, "fields": list(checkout.fields.items())}
+                if checkout is not None
+                and checkout.method == "POST"
+                and safe_redirect_url(checkout.url)
+                else None
+            ),
+        }
+        if not self.has_change_permission(request, invoice):
+            return context
+        try:
+            provider = invoice.get_provider()
+        except ImproperlyConfigured:
+            return context  # nothing can be asked of a provider that is gone
+        context.update(
+            payments_ru_operations=[
+                {"url": self._url(invoice, "operation", op.name), "label": op.label}
+                for op in INVOICE_OPERATIONS
+                if op.available(invoice, provider)
+                and self._allowed(request, op.permission, invoice)
+            ],
+            payments_ru_can_refund=(
+                invoice.is_paid
+                and invoice.refundable_amount > 0
+                and provider.supports(Capability.REFUND)
+            ),
+            payments_ru_forms=[
+                {
+                    "url": self._url(invoice, "provider_form", spec.slug),
+                    "label": spec.label,
+                }
+                for spec in self._admin_forms(invoice)
+            ],
+        )
+        return context
