@@ -328,7 +328,16 @@ class BaseProvider:
         return values
 
     def supports(self, capability: Capability) -> bool:
-        return capability in self.capabilities
+        """Whether this alias can do ``capability`` (see
+        :meth:`enabled_capabilities`): what the services, the admin and the
+        template tag ask before offering an operation."""
+        return capability in self.enabled_capabilities()
+
+    def enabled_capabilities(self) -> frozenset[Capability]:
+        """What this alias can do with its options: the class's
+        ``capabilities`` (everything it implements), less what the options rule
+        out. A provider whose options take a capability away overrides it."""
+        return self.capabilities
 
     @classmethod
     def missing_hooks(cls) -> list[tuple[Capability, str]]:

@@ -1,12 +1,12 @@
 """The Life-Pay form of the invoice admin: change an ECOM invoice at Life-Pay.
 
-:meth:`Provider.admin_forms <.provider.Provider.admin_forms>` offers it for ECOM
-invoices already created at Life-Pay. It edits what ``PATCH /v1/invoices/<id>``
-changes (lifepay.md §11.4): e-mail, phone, receipt channel, the payer's
-recurrent consent and the recurrent schedule. Only the values that differ from
-the invoice are sent, through :meth:`Provider.update_invoice
-<.provider.Provider.update_invoice>`, which checks them before sending and saves
-them locally only once Life-Pay has accepted them.
+:meth:`EcomProvider.admin_forms <.ecom.EcomProvider.admin_forms>` offers it for
+ECOM invoices already created at Life-Pay. It edits what ``PATCH
+/v1/invoices/<id>`` changes (lifepay.md §11.4): e-mail, phone, receipt channel,
+the payer's recurrent consent and the recurrent schedule. Only the values that
+differ from the invoice are sent, through :meth:`EcomProvider.update_invoice
+<.ecom.EcomProvider.update_invoice>`, which checks them before sending and has
+the services record them only once Life-Pay has accepted them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from . import metadata as meta
 
 if TYPE_CHECKING:
     from ...models import Invoice
-    from .provider import Provider
+    from .ecom import EcomProvider
 
 #: The slug of the form in the admin's URL.
 SLUG = "lifepay-invoice"
@@ -124,7 +124,9 @@ def _changes(alias: str, invoice: Invoice, data: dict[str, Any]) -> dict[str, An
     return changes
 
 
-def handle(provider: Provider, invoice: Invoice, data: dict[str, Any]) -> str | None:
+def handle(
+    provider: EcomProvider, invoice: Invoice, data: dict[str, Any]
+) -> str | None:
     """Send the changes to Life-Pay; nothing is saved locally if it refuses."""
     changes = _changes(provider.alias, invoice, data)
     if not changes:
@@ -141,9 +143,9 @@ def handle(provider: Provider, invoice: Invoice, data: dict[str, Any]) -> str | 
     return _("Life-Pay accepted the changes.")
 
 
-def admin_forms(provider: Provider, invoice: Invoice) -> list[AdminForm]:
-    """The form, for :meth:`Provider.admin_forms <.provider.Provider.admin_forms>`
-    to offer on ECOM invoices."""
+def admin_forms(provider: EcomProvider, invoice: Invoice) -> list[AdminForm]:
+    """The form, for :meth:`EcomProvider.admin_forms
+    <.ecom.EcomProvider.admin_forms>` to offer on ECOM invoices."""
     return [
         AdminForm(
             slug=SLUG,

@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from ...exceptions import InvalidInput
 
@@ -89,6 +90,8 @@ ITEM_KEYS = frozenset(
         "payment_object",
     }
 )
+# lifepay.md §11.2.
+SPLIT_KEYS = frozenset({"order_id", "amount", "comment", "merchant_id"})
 _PAYMENT_TYPE = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
@@ -101,10 +104,24 @@ def text(value: Any, field: str, *, longest: int, shortest: int = 0) -> str:
         raise invalid(field, _("must be a string."))
     if len(value) < shortest:
         raise invalid(
-            field, _("must have at least %(min)d characters.") % {"min": shortest}
+            field,
+            ngettext(
+                "must have at least %(min)d character.",
+                "must have at least %(min)d characters.",
+                shortest,
+            )
+            % {"min": shortest},
         )
     if len(value) > longest:
-        raise invalid(field, _("is longer than %(max)d characters.") % {"max": longest})
+        raise invalid(
+            field,
+            ngettext(
+                "is longer than %(max)d character.",
+                "is longer than %(max)d characters.",
+                longest,
+            )
+            % {"max": longest},
+        )
     return value
 
 
@@ -128,7 +145,13 @@ def decimal(
         raise invalid(field, _("is not a number.")) from None
     if not number.is_finite() or number.as_tuple().exponent < -places:  # type: ignore[operator]
         raise invalid(
-            field, _("must have at most %(places)d decimals.") % {"places": places}
+            field,
+            ngettext(
+                "must have at most %(places)d decimal.",
+                "must have at most %(places)d decimals.",
+                places,
+            )
+            % {"places": places},
         )
     if number < 0 or (positive and number == 0):
         raise invalid(field, _("must be greater than zero."))
@@ -143,6 +166,21 @@ def url(value: Any, field: str, *, longest: int = 2000) -> str:
     return value
 
 
+def _objects(
+    items: list[Any], where: str, keys: Collection[str], unknown: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each of ``items`` with its place (``where[index]``), refused unless it
+    is an object of ``keys`` only (``unknown``: what a stray key is told)."""
+    for index, item in enumerate(items):
+        at = f"{where}[{index}]"
+        if not isinstance(item, Mapping):
+            raise invalid(at, _("must be an object."))
+        for key in item:
+            if key not in keys:
+                raise invalid(f"{at}.{key}", unknown)
+        yield at, item
+
+
 def receipt_items(metadata: Mapping[str, Any], amount: Decimal) -> list[dict[str, Any]]:
     """The validated receipt lines (``[]`` when the invoice has none)."""
     items = metadata.get("receipt")
@@ -153,13 +191,8 @@ def receipt_items(metadata: Mapping[str, Any], amount: Decimal) -> list[dict[str
         raise invalid("metadata.receipt", _("must be a non-empty list of lines."))
     lines: list[dict[str, Any]] = []
     total = Decimal(0)
-    for index, item in enumerate(items):
-        where = f"metadata.receipt[{index}]"
-        if not isinstance(item, Mapping):
-            raise invalid(where, _("must be an object."))
-        for key in item:
-            if key not in ITEM_KEYS:
-                raise invalid(f"{where}.{key}", _("is not a receipt field."))
+    unknown = _("is not a receipt field.")
+    for where, item in _objects(items, "metadata.receipt", ITEM_KEYS, unknown):
         line: dict[str, Any] = {
             "name": text(item.get("name"), f"{where}.name", longest=128, shortest=1),
             "price": decimal(item.get("price"), f"{where}.price", positive=False),
@@ -303,13 +336,8 @@ def split_lines(options: Mapping[str, Any], amount: Decimal) -> list[dict[str, A
         raise invalid(where, _("must be a non-empty list."))
     result = []
     total = Decimal(0)
-    for index, line in enumerate(lines):
-        at = f"{where}[{index}]"
-        if not isinstance(line, Mapping):
-            raise invalid(at, _("must be an object."))
-        for key in line:
-            if key not in ("order_id", "amount", "comment", "merchant_id"):
-                raise invalid(f"{at}.{key}", _("is not a field of a split_data line."))
+    unknown = _("is not a field of a split_data line.")
+    for at, line in _objects(lines, where, SPLIT_KEYS, unknown):
         item: dict[str, Any] = {
             "order_id": text(
                 line.get("order_id"), f"{at}.order_id", longest=64, shortest=1

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from django_payments_ru.emulator.models import EmulatedPayment
 from django_payments_ru.models import Invoice
-from django_payments_ru.providers.lifepay import Provider
+from django_payments_ru.providers.lifepay import EcomProvider
 from django_payments_ru.providers.lifepay.forms import SLUG
 from django_payments_ru.status import InvoiceStatus
 
@@ -111,11 +111,22 @@ class TestA1LiteHolds(LifePayCase):
 
     def test_no_hold_buttons_without_server_calls(self, admin_client):
         # Without the service id and secret there are no signed alba calls
-        # (lifepay.md §5): holds cannot be captured from here.
+        # (lifepay.md §5): the alias does not offer holds (its enabled
+        # capabilities), and a capture sent anyway is refused with the reason
+        # and nothing reaches Life-Pay.
         invoice = self.held()
         self.set_provider_options(service_id=None, signature_version="1.0")
         page = admin_client.get(change_url(invoice)).content.decode()
         assert operation_url(invoice, "capture") not in page
+
+        response = admin_client.post(operation_url(invoice, "capture"), follow=True)
+
+        assert response.status_code == 200
+        [message] = texts(response)
+        assert "does not support" in message, message
+        self.assert_invoice(invoice, InvoiceStatus.ON_HOLD, charges=0)
+        assert self.transaction(invoice).status == "blocked"
+        assert self.transaction(invoice).data.get("hold_operations", []) == []
 
     def test_a_viewer_cannot_capture(self, viewer_client):
         invoice = self.held()
@@ -132,14 +143,14 @@ class TestEcomForm(LifePayCase):
     def _patches(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Record the PATCH calls the provider makes."""
         self.patches: list[str] = []
-        original = Provider._ecom
+        original = EcomProvider._ecom
 
-        def spy(provider: Provider, method: str, path: str, **kwargs: Any) -> Any:
+        def spy(provider: EcomProvider, method: str, path: str, **kwargs: Any) -> Any:
             if method == "PATCH":
                 self.patches.append(kwargs["data"].decode())
             return original(provider, method, path, **kwargs)
 
-        monkeypatch.setattr(Provider, "_ecom", spy)
+        monkeypatch.setattr(EcomProvider, "_ecom", spy)
 
     def started(self, **metadata: Any) -> Invoice:
         invoice = self.create_invoice(
