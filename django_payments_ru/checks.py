@@ -23,6 +23,8 @@ Each problem has its own id, so a project can silence one it accepts on purpose
 ``payments_ru.E015``      a provider alias cannot appear in a webhook URL
 ``payments_ru.E016``      ``RETURN_URL_HOSTS`` is not a list of host names
 ``payments_ru.E017``      a provider declares a capability without its hook
+``payments_ru.W003``      the emulators are installed or routed while ``DEBUG`` is off
+``payments_ru.E018``      the emulator URLs are included without the emulator app
 ========================  ====================================================
 
 The checks read ``django.conf.settings`` directly rather than through
@@ -33,19 +35,25 @@ check reports every problem at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.urls import URLResolver, get_resolver
 
 from .conf import DEFAULTS, SETTING_NAME, WEBHOOK_MODES
 
 if TYPE_CHECKING:
     from .providers.base import BaseProvider
 
-__all__ = ["check_payments_settings"]
+__all__ = [
+    "check_emulator_not_in_production",
+    "check_emulator_urls_have_the_app",
+    "check_payments_settings",
+]
 
 _PROVIDERS = f"{SETTING_NAME}['PROVIDERS']"
 #: An alias becomes a path segment of ``webhooks/<alias>/`` and a cache key part.
@@ -372,5 +380,91 @@ def _check_cache(alias: Any) -> list[CheckMessage]:
             + (", ".join(repr(c) for c in caches) or "(none: add settings.CACHES)")
             + ". Provider tokens and their refresh lock live there.",
             id=_id("E", 14),
+        )
+    ]
+
+
+# --- the emulators --------------------------------------------------------------
+
+_EMULATOR_APP = "django_payments_ru.emulator"
+_EMULATOR_URLS = "django_payments_ru.emulator.urls"
+#: The application namespace of the emulator URLs (``app_name`` of its urls).
+_EMULATOR_NAMESPACE = "payments_ru_emulator"
+
+
+def _includes_emulator(patterns: Iterable[Any]) -> bool:
+    for pattern in patterns:
+        if not isinstance(pattern, URLResolver):
+            continue
+        module = pattern.urlconf_name
+        name = module if isinstance(module, str) else getattr(module, "__name__", "")
+        if name == _EMULATOR_URLS or pattern.app_name == _EMULATOR_NAMESPACE:
+            return True
+        if _includes_emulator(pattern.url_patterns):
+            return True
+    return False
+
+
+def _emulator_urls_included() -> bool:
+    """Whether the root URLconf includes the emulator URLs, at any depth and
+    under any prefix or instance namespace."""
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return False
+    try:
+        patterns = get_resolver().url_patterns
+        return _includes_emulator(patterns)
+    except Exception:
+        # A URLconf that cannot load is for Django's own URL check to report,
+        # with its error; these checks must not hide it behind another one.
+        return False
+
+
+@register(Tags.security)
+def check_emulator_not_in_production(
+    app_configs: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The emulators with ``DEBUG`` off: on an emulator's pay page anyone pays
+    an invoice without money, and the emulator signs the webhook that marks it
+    paid with the secret in ``PAYMENTS_RU_EMULATOR``."""
+    if settings.DEBUG:
+        return []
+    found = []
+    if apps.is_installed(_EMULATOR_APP):
+        found.append(f"{_EMULATOR_APP!r} is in INSTALLED_APPS")
+    if _emulator_urls_included():
+        found.append(f"the URLconf includes {_EMULATOR_URLS}")
+    if not found:
+        return []
+    return [
+        Warning(
+            "The payment provider emulators are enabled while DEBUG is off: "
+            + " and ".join(found)
+            + ".",
+            hint="An emulator pays invoices without money: remove "
+            f"{_EMULATOR_APP!r} from INSTALLED_APPS and "
+            f"include({_EMULATOR_URLS!r}) from the URLconf in production. On a "
+            "staging site that needs them, silence this warning with "
+            "SILENCED_SYSTEM_CHECKS = ['payments_ru.W003'].",
+            id=_id("W", 3),
+        )
+    ]
+
+
+@register(Tags.urls)
+def check_emulator_urls_have_the_app(
+    app_configs: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The emulator URLs without the emulator app: its models (the emulated
+    payments) cannot load, so the included URLs serve nothing."""
+    if apps.is_installed(_EMULATOR_APP) or not _emulator_urls_included():
+        return []
+    return [
+        Error(
+            f"The URLconf includes {_EMULATOR_URLS}, but {_EMULATOR_APP!r} is not "
+            "in INSTALLED_APPS: the emulators serve nothing.",
+            hint=f"For development, add {_EMULATOR_APP!r} to INSTALLED_APPS (its "
+            "tables hold the emulated payments); otherwise remove "
+            f"path('emulator/', include({_EMULATOR_URLS!r})) from the URLconf.",
+            id=_id("E", 18),
         )
     ]

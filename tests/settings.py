@@ -123,11 +123,20 @@ PAYMENTS_RU = {
 }
 
 PAYMENTS_RU_EMULATOR = {
+    # Only the sandbox is configured above; the tests of the other providers add
+    # them per test, and their emulators' URLs must exist from the start.
+    "EMULATORS": [
+        "django_payments_ru.providers.lifepay.emulator",
+        "django_payments_ru.providers.payconnect.emulator",
+    ],
     "sandbox": {
         "api_keys": [SANDBOX_API_KEY],
         "webhook_secret": SANDBOX_WEBHOOK_SECRET,
     },
 }
+# The suite serves the emulators with DEBUG off (pytest-django's default), like
+# a staging site: the warning that they must not run in production is known.
+SILENCED_SYSTEM_CHECKS = ["payments_ru.W003"]
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
+import types
 from io import StringIO
 from typing import Any, ClassVar
 
@@ -12,8 +15,13 @@ from django.core.checks import Error, Warning
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from django.urls import include, path
 
-from django_payments_ru.checks import check_payments_settings
+from django_payments_ru.checks import (
+    check_emulator_not_in_production,
+    check_emulator_urls_have_the_app,
+    check_payments_settings,
+)
 from django_payments_ru.providers.base import BaseProvider, Option
 
 SANDBOX = "django_payments_ru.providers.sandbox.Provider"
@@ -454,3 +462,122 @@ def test_e016_return_url_hosts_must_be_host_names(hosts: Any) -> None:
 )
 def test_e016_accepts_host_names_with_ports(hosts: Any) -> None:
     assert run(config(RETURN_URL_HOSTS=hosts)) == []
+
+
+# --- the emulators (W003, E018) -------------------------------------------------
+
+EMULATOR_APP = "django_payments_ru.emulator"
+WITHOUT_EMULATOR_APP = [app for app in settings.INSTALLED_APPS if app != EMULATOR_APP]
+
+
+def emulator_ids() -> list[str]:
+    return ids(
+        [
+            *check_emulator_not_in_production(None),
+            *check_emulator_urls_have_the_app(None),
+        ]
+    )
+
+
+@pytest.fixture
+def urlconf(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make a root URLconf module of ``patterns``; returns its name."""
+
+    def make(*patterns: Any) -> str:
+        name = f"tests._urlconf_{len(made)}"
+        module = types.ModuleType(name)
+        module.urlpatterns = list(patterns)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, name, module)
+        made.append(name)
+        return name
+
+    made: list[str] = []
+    return make
+
+
+def test_w003_the_emulators_with_debug_off() -> None:
+    # The test settings: installed, included (tests/urls.py), DEBUG off.
+    with override_settings(DEBUG=False):
+        [message] = check_emulator_not_in_production(None)
+    assert message.id == "payments_ru.W003"
+    assert isinstance(message, Warning)
+    assert "'django_payments_ru.emulator' is in INSTALLED_APPS" in message.msg
+    assert "includes django_payments_ru.emulator.urls" in message.msg
+    assert "SILENCED_SYSTEM_CHECKS = ['payments_ru.W003']" in message.hint
+    with override_settings(DEBUG=True):
+        assert check_emulator_not_in_production(None) == []
+
+
+def test_w003_the_app_alone_or_the_urls_alone(urlconf: Any) -> None:
+    plain = urlconf(path("payments/", include("django_payments_ru.urls")))
+    with override_settings(DEBUG=False, ROOT_URLCONF=plain):
+        [message] = check_emulator_not_in_production(None)
+        assert "URLconf" not in message.msg
+    with override_settings(
+        DEBUG=False, ROOT_URLCONF="tests.urls", INSTALLED_APPS=WITHOUT_EMULATOR_APP
+    ):
+        [message] = check_emulator_not_in_production(None)
+        assert "INSTALLED_APPS" not in message.msg
+    with override_settings(
+        DEBUG=False, ROOT_URLCONF=plain, INSTALLED_APPS=WITHOUT_EMULATOR_APP
+    ):
+        assert emulator_ids() == []
+
+
+def test_w003_is_printed_unless_silenced() -> None:
+    err = StringIO()
+    with override_settings(DEBUG=False, SILENCED_SYSTEM_CHECKS=[]):
+        call_command("check", stdout=StringIO(), stderr=err)
+    assert "payments_ru.W003" in err.getvalue()
+    err = StringIO()
+    with override_settings(DEBUG=False, SILENCED_SYSTEM_CHECKS=["payments_ru.W003"]):
+        call_command("check", stdout=StringIO(), stderr=err)
+    assert "payments_ru.W003" not in err.getvalue()
+
+
+def test_e018_the_emulator_urls_without_the_app(urlconf: Any) -> None:
+    nested = urlconf(
+        path(
+            "dev/",
+            include([path("emu/", include("django_payments_ru.emulator.urls", "emu"))]),
+        )
+    )
+    for root in ("tests.urls", nested):
+        with override_settings(
+            DEBUG=True, ROOT_URLCONF=root, INSTALLED_APPS=WITHOUT_EMULATOR_APP
+        ):
+            [message] = check_emulator_urls_have_the_app(None)
+        assert message.id == "payments_ru.E018"
+        assert isinstance(message, Error)
+        assert "INSTALLED_APPS" in message.hint
+    # With the app, or without its URLs, all is well.
+    assert check_emulator_urls_have_the_app(None) == []
+    plain = urlconf(path("payments/", include("django_payments_ru.urls")))
+    with override_settings(ROOT_URLCONF=plain, INSTALLED_APPS=WITHOUT_EMULATOR_APP):
+        assert check_emulator_urls_have_the_app(None) == []
+
+
+def test_the_emulator_urls_load_without_the_app() -> None:
+    # Its models cannot load without the app: the URLs serve nothing instead of
+    # failing the URLconf's import, so that E018 can say what is wrong.
+    spec = importlib.util.find_spec("django_payments_ru.emulator.urls")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with override_settings(INSTALLED_APPS=WITHOUT_EMULATOR_APP):
+        spec.loader.exec_module(module)
+    assert module.urlpatterns == []
+
+
+def test_e018_fails_manage_py_check() -> None:
+    with (
+        override_settings(INSTALLED_APPS=WITHOUT_EMULATOR_APP),
+        pytest.raises(SystemCheckError, match=r"payments_ru\.E018"),
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+def test_the_emulator_checks_leave_a_broken_urlconf_to_django(urlconf: Any) -> None:
+    with override_settings(DEBUG=False, ROOT_URLCONF="tests.no_such_urls"):
+        [message] = check_emulator_not_in_production(None)
+        assert "URLconf" not in message.msg
+        assert check_emulator_urls_have_the_app(None) == []

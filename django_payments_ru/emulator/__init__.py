@@ -2,9 +2,12 @@
 
 ``INSTALLED_APPS += ["django_payments_ru.emulator"]`` and
 ``path("emulator/", include("django_payments_ru.emulator.urls"))`` serve, under
-``emulator/<slug>/``, every provider package that has an ``emulator`` module
-exposing ``urlpatterns``. Each emulator is configured in
-``settings.PAYMENTS_RU_EMULATOR[<slug>]``, read at every request.
+``emulator/<slug>/``, the emulator of every configured provider (its class names
+the module in its ``emulator`` attribute) and of every module listed in
+``settings.PAYMENTS_RU_EMULATOR["EMULATORS"]`` (see :mod:`.registry`). Each
+emulator is configured in ``settings.PAYMENTS_RU_EMULATOR[<slug>]``, read at
+every request. Development and tests only: system check ``payments_ru.W003``
+warns when the emulators are on with ``DEBUG`` off.
 
 The shared pieces (see :mod:`.base` for how an emulator uses them):
 
@@ -14,5 +17,6 @@ The shared pieces (see :mod:`.base` for how an emulator uses them):
   envelope, API-key auth, endpoint decorator with fault injection, rate limits
   and idempotency, the hosted pay page);
 * :mod:`.webhooks`: signed webhook delivery after commit, with retries;
+* :mod:`.registry`: which emulators are served;
 * :mod:`.faults`, :mod:`.limits`, :mod:`.idempotency`, :mod:`.clock`.
 """

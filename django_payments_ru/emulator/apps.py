@@ -17,6 +17,12 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 
         faults.reset()
         limits.reset()
+    # The emulators served follow the configured providers and the EMULATORS
+    # list (see registry), as the provider registry follows PAYMENTS_RU.
+    if setting in ("PAYMENTS_RU", SETTING_NAME):
+        from . import registry
+
+        registry.reset()
 
 
 class EmulatorConfig(AppConfig):

@@ -1,9 +1,12 @@
 """The base class of every provider emulator.
 
-An emulator lives in ``django_payments_ru/providers/<slug>/emulator.py`` and
-exposes two names: ``emulator`` (an instance of an :class:`Emulator` subclass)
-and ``urlpatterns`` (served under ``emulator/<slug>/``, URL namespace
-``payments_ru_emulator:<slug>``). A minimal one::
+An emulator is a module (``django_payments_ru/providers/<slug>/emulator.py``
+for the built-in providers) exposing two names: ``emulator`` (an instance of an
+:class:`Emulator` subclass) and ``urlpatterns`` (served under
+``emulator/<slug>/``, URL namespace ``payments_ru_emulator:<slug>``). Its
+provider class names it (``emulator = "<dotted path of the module>"``), or
+``PAYMENTS_RU_EMULATOR["EMULATORS"]`` lists it (see :mod:`.registry`). A
+minimal one::
 
     class MyEmulator(Emulator):
         slug = "myprovider"
@@ -19,7 +22,11 @@ and ``urlpatterns`` (served under ``emulator/<slug>/``, URL namespace
         payment = EmulatedPayment.objects.create(slug=emulator.slug, ...)
         return JsonResponse({...}, status=201)
 
-    urlpatterns = [path("api/payments", create, name="create"), ...]
+    urlpatterns = [
+        path("api/payments", create, name="create"),
+        ...,
+        path("pay/<str:payment_id>/", emulator.pay_page_view(), name="pay"),
+    ]
 
 What the base gives:
 
@@ -31,33 +38,57 @@ What the base gives:
 * :meth:`Emulator.error`: the provider's error envelope (override
   :meth:`~Emulator.error_body`; the default is ``{"error": {"code",
   "message", ...}}``).
-* :meth:`Emulator.endpoint`: a view decorator doing, in order: the method
-  check, fault injection (:mod:`.faults`), authentication
+* :meth:`Emulator.endpoint`: a view decorator doing, in order: the provider's
+  documented rate limits (:meth:`~Emulator.documented_limits`, counting every
+  call), the method check, fault injection (:mod:`.faults`), authentication
   (:meth:`~Emulator.authenticate`, by default an API key from
-  :meth:`~Emulator.api_key` against ``config["api_keys"]``), rate limits
-  (:mod:`.limits`), idempotency (:mod:`.idempotency`, key from
+  :meth:`~Emulator.api_key` against ``config["api_keys"]``), the configured
+  ``rate_limits``, idempotency (:mod:`.idempotency`, key from
   :meth:`~Emulator.idempotency_key`), the view, and a fault set to hit ``after``.
+  Both kinds of limit go through one limiter (:mod:`.limits`,
+  :meth:`~Emulator.throttle`).
 * :meth:`Emulator.send_webhook`: a signed webhook stored as a
   :class:`~.models.WebhookDelivery` and posted after the commit, retried by
   ``manage.py emulator_deliver_webhooks`` on :attr:`~Emulator.webhook_schedule`;
   :meth:`~Emulator.prepare_retry` may re-sign or rewrite a retry.
+* Pending payments: a payment whose status is in
+  :attr:`~Emulator.pending_statuses` waits for the customer. Past its
+  ``expires_at`` it expires when it is next read (:meth:`~Emulator.expire_if_due`
+  calls the provider's :meth:`~Emulator.expire`), and
+  :meth:`~Emulator.locked_pending` gives it locked, or refuses it once it no
+  longer waits.
 * :meth:`Emulator.pay_page`: the hosted pay page (``payments_ru_emulator/pay.html``)
-  with the buttons of :meth:`~Emulator.pay_actions`; a pressed button runs
-  :meth:`~Emulator.perform_action` and the browser goes to the payment's
-  ``return_url`` (or the URL the action returns, or a small "done" page).
+  with the buttons of :meth:`~Emulator.pay_actions` (by default
+  :attr:`~Emulator.pending_actions` while pending). A pressed button runs
+  :meth:`~Emulator.perform_action`: under :meth:`~Emulator.locked_pending`,
+  :meth:`~Emulator.act` calls ``on_<button>(request, payment)`` (``on_expire``
+  is :meth:`~Emulator.expire`), so an emulator writes only the state changes.
+  The browser then goes to the URL the action returns, or to
+  :meth:`~Emulator.return_location` (the payment's ``return_url``, or a small
+  "done" page). :meth:`~Emulator.pay_page_view` is the page's view.
 """
 
 from __future__ import annotations
 
 import json
 import secrets as _secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings as django_settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -157,6 +188,24 @@ class Emulator:
     idempotency_header: ClassVar[str] = "Idempotency-Key"
     idempotency_key_max_length: ClassVar[int] = 255
     pay_template: ClassVar[str] = "payments_ru_emulator/pay.html"
+    #: The statuses of a payment still waiting for the customer
+    #: (:meth:`is_pending`).
+    pending_statuses: ClassVar[frozenset[str]] = frozenset({"pending"})
+    #: The buttons of the pay page of a pending payment (:meth:`pay_actions`).
+    pending_actions: ClassVar[tuple[Action, ...]] = ()
+    #: The status of a payment refunded in full (:meth:`add_refund`).
+    refunded_status: ClassVar[str] = "refunded"
+    #: Each status in words, for the pay page and the done page (default: the
+    #: statuses most emulators share; extend it with ``{**Emulator.status_labels,
+    #: ...}``).
+    status_labels: ClassVar[Mapping[str, _StrOrPromise]] = {
+        "pending": gettext_lazy("Waiting for payment"),
+        "succeeded": gettext_lazy("Paid"),
+        "failed": gettext_lazy("Declined"),
+        "expired": gettext_lazy("Expired"),
+        "cancelled": gettext_lazy("Cancelled"),
+        "refunded": gettext_lazy("Refunded"),
+    }
 
     # --- settings -----------------------------------------------------------
 
@@ -247,22 +296,40 @@ class Emulator:
         """Who a rate limit counts (default: the client's address)."""
         return request.META.get("REMOTE_ADDR", "")
 
-    def throttle(self, request: HttpRequest) -> HttpResponse | None:
-        """The 429 answer when the call exceeds ``config["rate_limits"]``."""
-        configured = limits.parse_limits(self.slug, self.config["rate_limits"])
+    def documented_limits(self, endpoint: str) -> list[limits.Limit]:
+        """The provider's own rate limits on ``endpoint`` (default: none).
+
+        They count every call, before its method, fault, key or token is looked
+        at, as a provider's edge does; ``config["rate_limits"]`` count the
+        authenticated calls only (see :meth:`endpoint`)."""
+        return []
+
+    def throttle(
+        self, request: HttpRequest, configured: Sequence[limits.Limit] | None = None
+    ) -> HttpResponse | None:
+        """The 429 answer when the call exceeds ``configured`` (default:
+        ``config["rate_limits"]``); a call let through is counted."""
+        if configured is None:
+            configured = limits.parse_limits(self.slug, self.config["rate_limits"])
         if not configured:
             return None
-        wait = limits.hit(
+        exceeded = limits.check(
             self.slug, self.rate_limit_key(request), configured, clock.now().timestamp()
         )
-        if wait is None:
+        if exceeded is None:
             return None
         return self.error(
             429,
             "rate_limit_exceeded",
-            _("Too many requests; retry after %(seconds)d s.") % {"seconds": wait},
-            headers={"Retry-After": str(wait)},
+            self.rate_limit_message(exceeded),
+            headers={"Retry-After": str(exceeded.retry_after)},
         )
+
+    def rate_limit_message(self, exceeded: limits.Exceeded) -> str:
+        """The message of the 429 answer (override to word the provider's)."""
+        return _("Too many requests; retry after %(seconds)d s.") % {
+            "seconds": exceeded.retry_after
+        }
 
     # --- idempotency --------------------------------------------------------
 
@@ -322,6 +389,9 @@ class Emulator:
             def wrapper(
                 request: HttpRequest, *args: Any, **kwargs: Any
             ) -> HttpResponse:
+                refused = self.throttle(request, self.documented_limits(name))
+                if refused is not None:
+                    return refused
                 if request.method not in allowed:
                     return self.error(
                         405,
@@ -397,6 +467,120 @@ class Emulator:
             )
         return payment
 
+    def lock(self, payment: EmulatedPayment) -> EmulatedPayment:
+        """``payment`` read again and locked for update, inside the caller's
+        transaction."""
+        return EmulatedPayment.objects.select_for_update().get(pk=payment.pk)
+
+    def change(
+        self, payment: EmulatedPayment, status: str, event_type: str, **data: Any
+    ) -> None:
+        """Set the locked ``payment``'s ``status`` and merge ``data`` into its
+        :attr:`~.models.EmulatedPayment.data` (inside the caller's
+        transaction), then :meth:`webhook` ``event_type`` after the commit."""
+        payment.status = status
+        payment.data = {**payment.data, **data}
+        payment.save(update_fields=["status", "data"])
+        self.webhook(payment, event_type)
+
+    def add_refund(
+        self,
+        payment: EmulatedPayment,
+        amount: Decimal,
+        refund: dict[str, Any],
+        event_type: str,
+    ) -> None:
+        """Record ``refund`` (the provider's refund object) of ``amount`` on
+        the locked ``payment``, which becomes :attr:`refunded_status` once
+        nothing is left, then :meth:`webhook` ``event_type`` after the commit.
+        The caller has checked that ``amount`` is refundable."""
+        payment.refunded_amount += amount
+        if payment.refunded_amount == payment.amount:
+            payment.status = self.refunded_status
+        payment.data = {
+            **payment.data,
+            "refunds": [*payment.data.get("refunds", []), refund],
+        }
+        payment.save(update_fields=["refunded_amount", "status", "data"])
+        self.webhook(payment, event_type)
+
+    def webhook(self, payment: EmulatedPayment, event_type: str) -> object:
+        """Post the provider's webhook ``event_type`` about ``payment`` after
+        the commit (with :meth:`send_webhook`); the default posts none."""
+        return None
+
+    # --- pending payments ----------------------------------------------------
+
+    def is_pending(self, payment: EmulatedPayment) -> bool:
+        """Whether ``payment`` still waits for the customer: the pay page
+        offers :attr:`pending_actions`, and past ``expires_at`` it expires."""
+        return payment.status in self.pending_statuses
+
+    @contextmanager
+    def _locked_if(
+        self,
+        payment: EmulatedPayment,
+        statuses: Collection[str],
+        refusal: Callable[[EmulatedPayment], Exception],
+    ) -> Iterator[EmulatedPayment]:
+        # The row lock makes a double click, or a click racing an API call or
+        # the expiry, act once; the status is checked under it.
+        with transaction.atomic():
+            locked = self.lock(payment)
+            if locked.status not in statuses:
+                raise refusal(locked)
+            yield locked
+
+    def locked_pending(
+        self, payment: EmulatedPayment
+    ) -> AbstractContextManager[EmulatedPayment]:
+        """A transaction holding ``payment``'s row lock, giving the locked row
+        while it is still pending (:attr:`pending_statuses`); else
+        :class:`ActionRefused`, raised before anything is written."""
+        return self._locked_if(
+            payment,
+            self.pending_statuses,
+            lambda _locked: ActionRefused(
+                _("This payment is no longer waiting for payment.")
+            ),
+        )
+
+    def locked_in(
+        self,
+        payment: EmulatedPayment,
+        statuses: Collection[str],
+        code: str,
+        message: str,
+    ) -> AbstractContextManager[EmulatedPayment]:
+        """For an API call changing ``payment``: expire it first if due, then a
+        transaction holding its row lock, giving the locked row while its
+        status is one of ``statuses``; else :class:`EmulatorError` 409
+        ``code`` with ``message % {"status": <its status>}``."""
+        return self._locked_if(
+            self.expire_if_due(payment),
+            statuses,
+            lambda locked: EmulatorError(
+                409, code, message % {"status": locked.status}
+            ),
+        )
+
+    def expire_if_due(self, payment: EmulatedPayment) -> EmulatedPayment:
+        """A pending payment past ``expires_at`` expires (:meth:`expire`) when
+        it is next read, by the pay page or the API: no timer runs in a demo.
+        Returns the payment as it is now."""
+        if not (self.is_pending(payment) and payment.is_expired_at(clock.now())):
+            return payment
+        with transaction.atomic():
+            locked = self.lock(payment)
+            if self.is_pending(locked):
+                self.expire(locked)
+        return locked
+
+    def expire(self, payment: EmulatedPayment) -> None:
+        """Move the locked, pending ``payment`` to the provider's state of an
+        expired payment (inside the caller's transaction)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement expire().")
+
     # --- webhooks -----------------------------------------------------------
 
     def retry_schedule(self) -> list[int]:
@@ -416,14 +600,16 @@ class Emulator:
         """Store the webhook and post it once the current transaction commits
         (at once outside one); retried on this emulator's schedule."""
         return webhooks.deliver(
-            self.slug,
-            payment,
-            url,
-            body,
-            headers,
-            event_id=event_id,
-            event_type=event_type,
-            schedule=self.retry_schedule(),
+            WebhookDelivery(
+                slug=self.slug,
+                payment=payment,
+                url=url,
+                headers=dict(headers),
+                body=body.decode("utf-8"),
+                event_id=event_id,
+                event_type=event_type,
+                retry_schedule=self.retry_schedule(),
+            )
         )
 
     def prepare_retry(self, delivery: WebhookDelivery) -> tuple[bytes, dict[str, str]]:
@@ -438,20 +624,44 @@ class Emulator:
     # --- the hosted pay page -------------------------------------------------
 
     def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
-        """The buttons the page shows for ``payment`` in its current state."""
-        return []
+        """The buttons the page shows for ``payment`` in its current state
+        (default: :attr:`pending_actions` while it :meth:`is_pending`)."""
+        return list(self.pending_actions) if self.is_pending(payment) else []
 
     def perform_action(
         self, request: HttpRequest, payment: EmulatedPayment, action: str
     ) -> str | None:
-        """Do what the button ``action`` does. Return where the browser goes
-        (``None``: the payment's return URL), or raise :class:`ActionRefused`."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement perform_action()."
-        )
+        """Press the button ``action``: :meth:`act` on the payment locked by
+        :meth:`locked_pending`. Return where the browser goes (``None``:
+        :meth:`return_location`), or raise :class:`ActionRefused`."""
+        with self.locked_pending(payment) as locked:
+            return self.act(request, locked, action)
+
+    def act(
+        self, request: HttpRequest, payment: EmulatedPayment, action: str
+    ) -> str | None:
+        """Do what the button ``action`` does to the locked, pending
+        ``payment``, inside its transaction (:class:`ActionRefused` rolls it
+        back). The default calls the method ``on_<action>(request, payment)``;
+        override it when the buttons share their work."""
+        handler: Callable[[HttpRequest, EmulatedPayment], str | None] | None
+        handler = getattr(self, f"on_{action}", None)
+        if handler is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} shows the button {action!r} but has no "
+                f"on_{action}() (or act()) to press it."
+            )
+        return handler(request, payment)
+
+    def on_expire(self, request: HttpRequest, payment: EmulatedPayment) -> str | None:
+        """The "Let expire" button: what the clock does at ``expires_at``."""
+        self.expire(payment)
+        return None
 
     def status_label(self, payment: EmulatedPayment) -> str:
-        return payment.status
+        """The payment's status in words (default: from :attr:`status_labels`,
+        else the status itself)."""
+        return str(self.status_labels.get(payment.status, payment.status))
 
     def pay_page_context(self, payment: EmulatedPayment) -> dict[str, Any]:
         return {
@@ -497,5 +707,25 @@ class Emulator:
         except ActionRefused as exc:
             return self.render_pay_page(request, payment, message=str(exc), status=409)
         payment.refresh_from_db()
-        location = target or payment.return_url or self.done_url(request, payment)
+        location = target or self.return_location(request, payment)
         return HttpResponse(status=303, headers={"Location": location})
+
+    def return_location(self, request: HttpRequest, payment: EmulatedPayment) -> str:
+        """Where the browser goes after a button whose action named no URL:
+        the payment's return URL, or the done page."""
+        return payment.return_url or self.done_url(request, payment)
+
+    def pay_page_view(self) -> View:
+        """The view of the hosted pay page of the payment ``<payment_id>``
+        (endpoint ``pay_page``, 404 for an unknown one), which expires a payment
+        that is due first; for the emulator's ``urlpatterns``."""
+
+        @self.endpoint("pay_page", methods=("GET", "POST"), auth=False, csrf=True)
+        def pay_page(request: HttpRequest, payment_id: str) -> HttpResponse:
+            try:
+                payment = self.expire_if_due(self.get_payment(payment_id))
+            except EmulatorError:
+                raise Http404(_("No such payment.")) from None
+            return self.pay_page(request, payment)
+
+        return pay_page

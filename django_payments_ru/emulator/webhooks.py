@@ -1,9 +1,10 @@
 """Webhooks from the emulators to the merchant, with retries.
 
-:func:`deliver` stores a :class:`~.models.WebhookDelivery` and posts it once the
-current transaction commits. That order matters: in a demo or a test the
-merchant's webhook view runs in the same process against the same database, and
-would otherwise wait for the emulator's own transaction (SQLite would be locked).
+:func:`deliver` stores a :class:`~.models.WebhookDelivery` (built by
+``Emulator.send_webhook``) and posts it once the current transaction commits.
+That order matters: in a demo or a test the merchant's webhook view runs in the
+same process against the same database, and would otherwise wait for the
+emulator's own transaction (SQLite would be locked).
 
 An attempt that is not acknowledged (see ``Emulator.is_acknowledged``), times
 out or cannot connect is retried by :func:`retry_due` (``manage.py
@@ -16,7 +17,6 @@ delivery stays ``failed``. Before a retry the emulator may re-sign or rewrite it
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from .base import Emulator
-    from .models import EmulatedPayment, WebhookDelivery
+    from .models import WebhookDelivery
 
 logger = logging.getLogger("django_payments_ru.emulator")
 
@@ -42,32 +42,11 @@ DEFAULT_TIMEOUT = 10.0
 UNSENT_GRACE = timedelta(minutes=1)
 
 
-def deliver(
-    slug: str,
-    payment: EmulatedPayment | None,
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    *,
-    event_id: str = "",
-    event_type: str = "",
-    schedule: Sequence[int] = DEFAULT_SCHEDULE,
-) -> WebhookDelivery:
-    """Store a webhook to ``url`` and send it after the current transaction
-    commits (at once when there is none)."""
-    from .models import WebhookDelivery
-
-    delivery = WebhookDelivery.objects.create(
-        slug=slug,
-        payment=payment,
-        url=url,
-        headers=dict(headers),
-        body=body.decode("utf-8"),
-        event_id=event_id,
-        event_type=event_type,
-        retry_schedule=[int(s) for s in schedule],
-        next_attempt_at=clock.now() + UNSENT_GRACE,
-    )
+def deliver(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Store ``delivery`` (a new, unsaved row) and send it after the current
+    transaction commits (at once when there is none)."""
+    delivery.next_attempt_at = clock.now() + UNSENT_GRACE
+    delivery.save()
     transaction.on_commit(partial(send_webhook, delivery))
     return delivery
 

@@ -38,9 +38,7 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,22 +50,20 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
 from django.core.validators import validate_email
-from django.db import transaction
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 
-from ...emulator import clock
+from ...emulator import clock, limits
 from ...emulator.apps import SETTING_NAME
 from ...emulator.base import (
     DECLINE,
     EXPIRE,
     PAY,
     Action,
-    ActionRefused,
     Emulator,
     EmulatorError,
     View,
@@ -158,19 +154,21 @@ class PayConnectEmulator(Emulator):
     )
     webhook_timeout: ClassVar[float] = 10.0
     idempotency_key_max_length: ClassVar[int] = 64  # §3.3, A-9
+    pending_statuses: ClassVar[frozenset[str]] = frozenset({PENDING})
+    # §3.6: the hosted page pays, declines, or lets the session run out.
+    pending_actions: ClassVar[tuple[Action, ...]] = (PAY, DECLINE, EXPIRE)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
-        self._window: dict[str, deque[float]] = {}
 
     # --- bookkeeping --------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget the recorded calls and the rate-limit window."""
+        """Forget the recorded calls and the rate-limit counts."""
         with self._lock:
             self._calls.clear()
-            self._window.clear()
+        limits.reset(self.slug)
 
     def calls(self, endpoint: str | None = None) -> list[Call]:
         """The requests received since the last reset (of ``endpoint``)."""
@@ -190,33 +188,8 @@ class PayConnectEmulator(Emulator):
             if len(self._calls) > 100_000:
                 del self._calls[:50_000]
 
-    def sliding_limit(self, request: HttpRequest) -> HttpResponse | None:
-        """payconnect.md §3.9 (A-11): a sliding 60 s window per client address
-        over every API endpoint; beyond it ``429`` with ``Retry-After``."""
-        limit = self.config["requests_per_minute"]
-        if not limit:
-            return None
-        now = clock.now().timestamp()
-        with self._lock:
-            hits = self._window.setdefault(self.rate_limit_key(request), deque())
-            while hits and hits[0] <= now - 60:
-                hits.popleft()
-            if len(hits) >= limit:
-                wait = max(1, math.ceil(hits[0] + 60 - now))
-            else:
-                hits.append(now)
-                return None
-        return self.error(
-            429,
-            "rate_limit_exceeded",
-            _("Too many requests: at most %(limit)d per minute; retry after %(s)d s.")
-            % {"limit": limit, "s": wait},
-            headers={"Retry-After": str(wait)},
-        )
-
     def endpoint(self, name: str, **kwargs: Any) -> Callable[[View], View]:
-        """The shared endpoint decorator, with every call recorded and, for the
-        API (not the pay page), PayConnect's sliding rate limit first."""
+        """The shared endpoint decorator, with every call recorded first."""
         shared = super().endpoint(name, **kwargs)
 
         def decorator(view: View) -> View:
@@ -225,15 +198,33 @@ class PayConnectEmulator(Emulator):
             @wraps(inner)
             def wrapper(request: HttpRequest, *args: Any, **kw: Any) -> HttpResponse:
                 self.record(name, request)
-                if name != "pay_page":
-                    refused = self.sliding_limit(request)
-                    if refused is not None:
-                        return refused
                 return inner(request, *args, **kw)
 
             return wrapper
 
         return decorator
+
+    # --- rate limit ---------------------------------------------------------
+
+    def documented_limits(self, endpoint: str) -> list[limits.Limit]:
+        """payconnect.md §3.9 (A-11), F-13: ``requests_per_minute`` in a
+        sliding 60 s window per client address, over every API endpoint,
+        ``/v1/auth/token`` included; the hosted page is not the API."""
+        per_minute = self.config["requests_per_minute"]
+        if not per_minute or endpoint == "pay_page":
+            return []
+        return [
+            limits.Limit(
+                int(per_minute), 60, sliding=True, setting="requests_per_minute"
+            )
+        ]
+
+    def rate_limit_message(self, exceeded: limits.Exceeded) -> str:
+        if exceeded.limit.setting != "requests_per_minute":
+            return super().rate_limit_message(exceeded)
+        return _(
+            "Too many requests: at most %(limit)d per minute; retry after %(s)d s."
+        ) % {"limit": exceeded.limit.calls, "s": exceeded.retry_after}
 
     # --- answers ------------------------------------------------------------
 
@@ -396,13 +387,7 @@ class PayConnectEmulator(Emulator):
             "session_expired"
         ):
             return str(_("Expired"))
-        labels = {
-            PENDING: _("Waiting for payment"),
-            SUCCEEDED: _("Paid"),
-            FAILED: _("Declined"),
-            REFUNDED: _("Refunded"),
-        }
-        return str(labels.get(payment.status, payment.status))
+        return super().status_label(payment)
 
     def webhook_urls(self, request: HttpRequest) -> list[str]:
         """Where the account's webhooks go (§3.7, A-8: set in the dashboard;
@@ -455,16 +440,6 @@ class PayConnectEmulator(Emulator):
             for url in urls
         ]
 
-    def change(
-        self, payment: EmulatedPayment, status: str, event_type: str, **data: Any
-    ) -> None:
-        """Set ``status`` (inside the caller's transaction) and post the
-        webhook after the commit."""
-        payment.status = status
-        payment.data = {**payment.data, **data}
-        payment.save(update_fields=["status", "data"])
-        self.webhook(payment, event_type)
-
     def fail(self, payment: EmulatedPayment, code: str, message: str) -> None:
         self.change(
             payment,
@@ -474,44 +449,26 @@ class PayConnectEmulator(Emulator):
             failure_message=message,
         )
 
-    def expire_if_due(self, payment: EmulatedPayment) -> EmulatedPayment:
-        """A pending payment past its session fails as ``session_expired`` when
-        it is next read (A-5)."""
-        if payment.status != PENDING or not payment.is_expired_at(clock.now()):
-            return payment
-        with transaction.atomic():
-            locked = self.get_payment(payment.external_id, lock=True)
-            if locked.status == PENDING:
-                self.fail(locked, "session_expired", "The payment session expired.")
-        return locked
+    # --- pending payments and the pay page ------------------------------------
 
-    # --- the pay page -------------------------------------------------------
+    def expire(self, payment: EmulatedPayment) -> None:
+        # A-5: a pending payment past its session fails as session_expired.
+        self.fail(payment, "session_expired", "The payment session expired.")
 
-    def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
-        if payment.status != PENDING:
-            return []
-        return [PAY, DECLINE, EXPIRE]
+    def on_pay(self, request: HttpRequest, payment: EmulatedPayment) -> str | None:
+        self.change(payment, SUCCEEDED, "payment.succeeded", paid_at=_iso(clock.now()))
+        return None
 
-    def perform_action(
-        self, request: HttpRequest, payment: EmulatedPayment, action: str
-    ) -> str | None:
-        with transaction.atomic():
-            locked = self.get_payment(payment.external_id, lock=True)
-            if locked.status != PENDING:
-                raise ActionRefused(_("This payment is no longer waiting for payment."))
-            if action == "pay":
-                self.change(
-                    locked, SUCCEEDED, "payment.succeeded", paid_at=_iso(clock.now())
-                )
-            elif action == "decline":
-                self.fail(locked, "card_declined", "The card was declined.")
-            elif action == "expire":
-                self.fail(locked, "session_expired", "The payment session expired.")
-        if not locked.return_url:
-            return None
+    def on_decline(self, request: HttpRequest, payment: EmulatedPayment) -> str | None:
+        self.fail(payment, "card_declined", "The card was declined.")
+        return None
+
+    def return_location(self, request: HttpRequest, payment: EmulatedPayment) -> str:
+        if not payment.return_url:
+            return self.done_url(request, payment)
         # payconnect.md §3.6 (A-4): no status in the URL, only the payment id.
-        joiner = "&" if urlsplit(locked.return_url).query else "?"
-        return f"{locked.return_url}{joiner}payment_id={locked.external_id}"
+        joiner = "&" if urlsplit(payment.return_url).query else "?"
+        return f"{payment.return_url}{joiner}payment_id={payment.external_id}"
 
 
 emulator = PayConnectEmulator()
@@ -818,16 +775,12 @@ def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
             _("reason must be a string of at most 255 characters."),
             "reason",
         )
-    emulator.expire_if_due(emulator.account_payment(request, payment_id))
-    with transaction.atomic():
-        payment = emulator.account_payment(request, payment_id, lock=True)
-        if payment.status != SUCCEEDED:
-            raise EmulatorError(
-                409,
-                "payment_not_refundable",
-                _("Only a succeeded payment can be refunded; this one is %(status)s.")
-                % {"status": payment.status},
-            )
+    with emulator.locked_in(
+        emulator.account_payment(request, payment_id),
+        {SUCCEEDED},
+        "payment_not_refundable",
+        _("Only a succeeded payment can be refunded; this one is %(status)s."),
+    ) as payment:
         left = to_minor(payment.refundable_amount, payment.currency)
         amount = body.get("amount", left)  # §3.5: by default what is left
         if not _is_int(amount) or not 0 < amount <= left:
@@ -846,26 +799,11 @@ def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
             "reason": reason,
             "created_at": _iso(clock.now()),
         }
-        payment.refunded_amount += from_minor(amount, payment.currency)
-        if payment.refunded_amount == payment.amount:
-            payment.status = REFUNDED
-        payment.data = {
-            **payment.data,
-            "refunds": [*payment.data.get("refunds", []), refund],
-        }
-        payment.save(update_fields=["refunded_amount", "status", "data"])
         # A-7: every refund, partial or full, sends payment.refunded.
-        emulator.webhook(payment, "payment.refunded")
+        emulator.add_refund(
+            payment, from_minor(amount, payment.currency), refund, "payment.refunded"
+        )
     return JsonResponse(refund, status=201)
-
-
-@emulator.endpoint("pay_page", methods=("GET", "POST"), auth=False, csrf=True)
-def pay_page(request: HttpRequest, payment_id: str) -> HttpResponse:
-    try:
-        payment = emulator.expire_if_due(emulator.get_payment(payment_id))
-    except EmulatorError:
-        raise Http404(_("No such payment.")) from None
-    return emulator.pay_page(request, payment)
 
 
 urlpatterns = [
@@ -873,5 +811,5 @@ urlpatterns = [
     path("v1/payments", payments, name="payments"),
     path("v1/payments/<str:payment_id>", get_payment, name="payment"),
     path("v1/payments/<str:payment_id>/refunds", refund_payment, name="refunds"),
-    path("pay/s/<str:payment_id>/", pay_page, name="pay"),
+    path("pay/s/<str:payment_id>/", emulator.pay_page_view(), name="pay"),
 ]

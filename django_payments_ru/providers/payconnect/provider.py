@@ -136,6 +136,7 @@ class Provider(BaseProvider):
 
     slug = "payconnect"
     display_name = "PayConnect"
+    emulator = "django_payments_ru.providers.payconnect.emulator"
     # payconnect.md A-12: other currencies are disabled by default.
     currencies = frozenset({"RUB"})
     capabilities = frozenset(
@@ -158,6 +159,8 @@ class Provider(BaseProvider):
         ),
         "requests_per_minute": Option(required=False, default=100, types=(int,)),
     }
+    checkout_kind = "redirect"
+    webhook_auth = "HMAC-SHA256 over the raw body"
 
     #: Injected by tests: the current Unix time (token lifetimes, the limiter).
     clock: Callable[[], float] = staticmethod(time.time)

@@ -50,8 +50,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -63,7 +62,6 @@ from ...emulator.base import (
     PAY,
     REQUIRED,
     Action,
-    ActionRefused,
     Emulator,
     EmulatorError,
 )
@@ -129,6 +127,8 @@ class SandboxEmulator(Emulator):
         "webhook_secret": REQUIRED,
         "payment_lifetime": 30 * 60,
     }
+    pending_statuses: ClassVar[frozenset[str]] = frozenset({PENDING})
+    pending_actions: ClassVar[tuple[Action, ...]] = (PAY, DECLINE, EXPIRE)
 
     # --- payments -----------------------------------------------------------
 
@@ -147,17 +147,6 @@ class SandboxEmulator(Emulator):
             else None,
             "failure_reason": payment.data.get("failure_reason") or None,
         }
-
-    def status_label(self, payment: EmulatedPayment) -> str:
-        labels = {
-            PENDING: _("Waiting for payment"),
-            SUCCEEDED: _("Paid"),
-            FAILED: _("Declined"),
-            EXPIRED: _("Expired"),
-            CANCELLED: _("Cancelled"),
-            REFUNDED: _("Refunded"),
-        }
-        return str(labels.get(payment.status, payment.status))
 
     def webhook(
         self, payment: EmulatedPayment, event_type: str
@@ -200,51 +189,19 @@ class SandboxEmulator(Emulator):
         event_id = delivery.headers.get(EVENT_ID_HEADER, delivery.event_id)
         return body, self.signed_headers(event_id, body)
 
-    def change(
-        self, payment: EmulatedPayment, status: str, event_type: str, **data: Any
-    ) -> None:
-        """Set ``status`` (inside the caller's transaction) and post the
-        webhook after the commit."""
-        payment.status = status
-        payment.data = {**payment.data, **data}
-        payment.save(update_fields=["status", "data"])
-        self.webhook(payment, event_type)
+    # --- pending payments and the pay page ------------------------------------
 
-    def expire_if_due(self, payment: EmulatedPayment) -> EmulatedPayment:
-        """A pending payment past ``expires_at`` expires when it is next read."""
-        if payment.status != PENDING or not payment.is_expired_at(clock.now()):
-            return payment
-        with transaction.atomic():
-            locked = self.get_payment(payment.external_id, lock=True)
-            if locked.status == PENDING:
-                self.change(locked, EXPIRED, "payment.expired")
-        return locked
+    def expire(self, payment: EmulatedPayment) -> None:
+        self.change(payment, EXPIRED, "payment.expired")
 
-    # --- the pay page -------------------------------------------------------
+    def on_pay(self, request: HttpRequest, payment: EmulatedPayment) -> str | None:
+        self.change(payment, SUCCEEDED, "payment.succeeded")
+        return None
 
-    def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
-        if payment.status != PENDING:
-            return []
-        return [PAY, DECLINE, EXPIRE]
-
-    def perform_action(
-        self, request: HttpRequest, payment: EmulatedPayment, action: str
-    ) -> str | None:
-        with transaction.atomic():
-            locked = self.get_payment(payment.external_id, lock=True)
-            if locked.status != PENDING:
-                raise ActionRefused(_("This payment is no longer waiting for payment."))
-            if action == "pay":
-                self.change(locked, SUCCEEDED, "payment.succeeded")
-            elif action == "decline":
-                self.change(
-                    locked,
-                    FAILED,
-                    "payment.failed",
-                    failure_reason="declined by the customer",
-                )
-            elif action == "expire":
-                self.change(locked, EXPIRED, "payment.expired")
+    def on_decline(self, request: HttpRequest, payment: EmulatedPayment) -> str | None:
+        self.change(
+            payment, FAILED, "payment.failed", failure_reason="declined by the customer"
+        )
         return None
 
 
@@ -331,17 +288,13 @@ def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
             raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
     if "amount" not in body:
         raise _invalid("amount", _("amount is required."))
-    emulator.expire_if_due(emulator.get_payment(payment_id))
-    with transaction.atomic():
-        payment = emulator.get_payment(payment_id, lock=True)
+    with emulator.locked_in(
+        emulator.get_payment(payment_id),
+        {SUCCEEDED},
+        "invalid_state",
+        _("Only a succeeded payment can be refunded; this one is %(status)s."),
+    ) as payment:
         amount = _amount(body["amount"], payment.currency)
-        if payment.status != SUCCEEDED:
-            raise EmulatorError(
-                409,
-                "invalid_state",
-                _("Only a succeeded payment can be refunded; this one is %(status)s.")
-                % {"status": payment.status},
-            )
         if amount > payment.refundable_amount:
             raise _invalid(
                 "amount",
@@ -356,15 +309,7 @@ def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
             "amount": format_amount(amount, payment.currency),
             "created_at": clock.now().isoformat(),
         }
-        payment.refunded_amount += amount
-        if payment.refunded_amount == payment.amount:
-            payment.status = REFUNDED
-        payment.data = {
-            **payment.data,
-            "refunds": [*payment.data.get("refunds", []), refund],
-        }
-        payment.save(update_fields=["refunded_amount", "status", "data"])
-        emulator.webhook(payment, "payment.refunded")
+        emulator.add_refund(payment, amount, refund, "payment.refunded")
     return JsonResponse(
         {
             "id": refund["id"],
@@ -380,33 +325,20 @@ def cancel_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
     body = emulator.json_body(request, empty=True)
     for name in body:
         raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
-    emulator.expire_if_due(emulator.get_payment(payment_id))
-    with transaction.atomic():
-        payment = emulator.get_payment(payment_id, lock=True)
-        if payment.status != PENDING:
-            raise EmulatorError(
-                409,
-                "invalid_state",
-                _("Only a pending payment can be cancelled; this one is %(status)s.")
-                % {"status": payment.status},
-            )
+    with emulator.locked_in(
+        emulator.get_payment(payment_id),
+        {PENDING},
+        "invalid_state",
+        _("Only a pending payment can be cancelled; this one is %(status)s."),
+    ) as payment:
         emulator.change(payment, CANCELLED, "payment.cancelled")
     return JsonResponse(emulator.payment_object(payment))
 
 
-@emulator.endpoint("pay_page", methods=("GET", "POST"), auth=False, csrf=True)
-def pay_page(request: HttpRequest, payment_id: str) -> HttpResponse:
-    try:
-        payment = emulator.expire_if_due(emulator.get_payment(payment_id))
-    except EmulatorError:
-        raise Http404(_("No such payment.")) from None
-    return emulator.pay_page(request, payment)
-
-
 urlpatterns = [
+    path("pay/<str:payment_id>/", emulator.pay_page_view(), name="pay"),
     path("api/payments", create_payment, name="create"),
     path("api/payments/<str:payment_id>", get_payment, name="payment"),
     path("api/payments/<str:payment_id>/refunds", refund_payment, name="refunds"),
     path("api/payments/<str:payment_id>/cancel", cancel_payment, name="cancel"),
-    path("pay/<str:payment_id>/", pay_page, name="pay"),
 ]

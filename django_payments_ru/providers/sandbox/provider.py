@@ -77,6 +77,7 @@ class Provider(BaseProvider):
 
     slug = "sandbox"
     display_name = "Sandbox"
+    emulator = "django_payments_ru.providers.sandbox.emulator"
     currencies = frozenset({"RUB", "USD", "EUR"})
     capabilities = frozenset(
         {
@@ -100,6 +101,8 @@ class Provider(BaseProvider):
         ),
         "webhook_tolerance": Option(required=False, default=300, types=(int,)),
     }
+    checkout_kind = "redirect"
+    webhook_auth = "HMAC-SHA256 over timestamp and raw body"
 
     #: Injected by tests: the current Unix time.
     clock: Callable[[], float] = staticmethod(time.time)

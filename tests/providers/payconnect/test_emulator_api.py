@@ -198,6 +198,27 @@ class TestEmulatorApi(PayConnectCase):
         monkeypatch.setattr(clock, "now", lambda: latest)
         assert self.api("GET", "payments", token).status_code == 200
 
+    def test_the_rate_limit_counts_every_api_call_but_not_the_pay_page(
+        self, monkeypatch
+    ):
+        # §3.9: per address over every endpoint, refused calls included;
+        # the shared limiter counts it apart from the common rate_limits.
+        self.set_emulator(requests_per_minute=3, rate_limits=[[100, 60]])
+        now = clock.now()
+        monkeypatch.setattr(clock, "now", lambda: now)
+        self.error(self.api("GET", "payments", "pct_forged.abc"), 401, "invalid_token")
+        token = self.token()
+        pid = self.api("POST", "payments", token, json=BODY).json()["id"]
+        for _ in range(3):
+            page = requests.get(self.emulator_url(f"pay/s/{pid}/"), timeout=30)
+            assert page.status_code == 200
+        limited = self.api("GET", "payments", token)
+        error = self.error(limited, 429, "rate_limit_exceeded")
+        assert error["message"].startswith("Too many requests: at most 3 per minute")
+        assert limited.headers["Retry-After"] == "60"
+        self.set_emulator(requests_per_minute=None)
+        assert self.api("GET", "payments", token).status_code == 200
+
     def test_fault_injection(self):
         self.set_emulator(faults={"get": {"status": 500, "times": 1}})
         token = self.token()

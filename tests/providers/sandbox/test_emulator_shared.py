@@ -4,6 +4,7 @@ limits, the pay page and the admin."""
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import threading
@@ -21,9 +22,8 @@ from django.http import HttpResponse, JsonResponse
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from django_payments_ru import providers
 from django_payments_ru.emulator import clock, faults, limits, registry
-from django_payments_ru.emulator.base import bearer_token, key_matches
+from django_payments_ru.emulator.base import ActionRefused, bearer_token, key_matches
 from django_payments_ru.emulator.idempotency import request_hash, run_once
 from django_payments_ru.emulator.models import (
     EmulatedFault,
@@ -31,7 +31,12 @@ from django_payments_ru.emulator.models import (
     EmulatedPayment,
     WebhookDelivery,
 )
-from django_payments_ru.emulator.webhooks import deliver, retry_due, send_webhook
+from django_payments_ru.emulator.webhooks import (
+    DEFAULT_SCHEDULE,
+    deliver,
+    retry_due,
+    send_webhook,
+)
 from django_payments_ru.exceptions import ConfigurationError
 from django_payments_ru.providers.sandbox.emulator import emulator
 from django_payments_ru.providers.sandbox.provider import (
@@ -39,6 +44,7 @@ from django_payments_ru.providers.sandbox.provider import (
     TIMESTAMP_HEADER,
     sign,
 )
+from tests.contracts.docs import list_table, plain, read
 
 API_KEY = "sk_sandbox_test_canary_4f1c"
 SECRET = "whsec_sandbox_canary_9b7e"
@@ -110,17 +116,21 @@ def payment(db) -> EmulatedPayment:
     )
 
 
-def send(payment: EmulatedPayment, url: str, **kwargs: Any) -> WebhookDelivery:
-    body = json.dumps({"id": "evt_1", "type": "payment.succeeded"}).encode()
+def send(
+    payment: EmulatedPayment, url: str, *, schedule: list[int] | None = None
+) -> WebhookDelivery:
+    body = json.dumps({"id": "evt_1", "type": "payment.succeeded"})
     return deliver(
-        "sandbox",
-        payment,
-        url,
-        body,
-        {"Content-Type": "application/json"},
-        event_id="evt_1",
-        event_type="payment.succeeded",
-        **kwargs,
+        WebhookDelivery(
+            slug="sandbox",
+            payment=payment,
+            url=url,
+            body=body,
+            headers={"Content-Type": "application/json"},
+            event_id="evt_1",
+            event_type="payment.succeeded",
+            retry_schedule=list(DEFAULT_SCHEDULE if schedule is None else schedule),
+        )
     )
 
 
@@ -145,27 +155,141 @@ def test_urls():
     )
 
 
-def test_a_new_provider_package_with_an_emulator_is_found(tmp_path, monkeypatch):
-    package = tmp_path / "fakepay"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "emulator.py").write_text(
+FAKEPAY = {
+    "__init__.py": (
+        "from django_payments_ru.providers.base import BaseProvider\n"
+        "class Card(BaseProvider):\n"
+        "    slug = 'fakepay'\n"
+        "    emulator = 'fakepay.emulator'\n"
+        "class Wallet(BaseProvider):\n"
+        "    slug = 'fakepay'\n"
+        "    emulator = 'fakepay.wallet_emulator'\n"
+        "class Provider(BaseProvider):\n"
+        "    slug = 'fakepay'\n"
+        "    surfaces = (Card, Wallet)\n"
+        "class Plain(BaseProvider):\n"
+        "    slug = 'plainpay'\n"
+    ),
+    "emulator.py": (
         "from django.http import HttpResponse\n"
         "from django.urls import path\n"
+        "from django_payments_ru.emulator.base import Emulator\n"
+        "class FakeEmulator(Emulator):\n"
+        "    slug = 'fakepay'\n"
+        "emulator = FakeEmulator()\n"
         "urlpatterns = [path('ping', lambda r: HttpResponse('pong'))]\n"
+    ),
+    "wallet_emulator.py": (
+        "from django.urls import path\n"
+        "from django_payments_ru.emulator.base import Emulator\n"
+        "class WalletEmulator(Emulator):\n"
+        "    slug = 'fakewallet'\n"
+        "emulator = WalletEmulator()\n"
+        "urlpatterns = []\n"
+    ),
+    "twin.py": (
+        "from django_payments_ru.emulator.base import Emulator\n"
+        "class Twin(Emulator):\n"
+        "    slug = 'fakepay'\n"
+        "emulator = Twin()\n"
+        "urlpatterns = []\n"
+    ),
+    "urls_only.py": "urlpatterns = []\n",
+}
+
+
+@pytest.fixture
+def fakepay(tmp_path, monkeypatch):
+    """A provider package outside django_payments_ru, on sys.path."""
+    package = tmp_path / "fakepay"
+    package.mkdir()
+    for name, source in FAKEPAY.items():
+        (package / name).write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "fakepay"
+    for name in [n for n in sys.modules if n.split(".")[0] == "fakepay"]:
+        del sys.modules[name]
+
+
+def with_providers(settings, **entries):
+    """Add providers: a string is a BACKEND without options."""
+    providers = dict(settings.PAYMENTS_RU["PROVIDERS"])
+    for alias, entry in entries.items():
+        is_path = isinstance(entry, str)
+        providers[alias] = {"BACKEND": entry, "OPTIONS": {}} if is_path else entry
+    settings.PAYMENTS_RU = {**settings.PAYMENTS_RU, "PROVIDERS": providers}
+
+
+def with_emulators(settings, *modules):
+    settings.PAYMENTS_RU_EMULATOR = {
+        **settings.PAYMENTS_RU_EMULATOR,
+        "EMULATORS": list(modules),
+    }
+
+
+def test_the_emulators_of_the_configured_providers_are_served(fakepay, settings):
+    with_emulators(settings)
+    assert list(registry.emulator_modules()) == ["sandbox"]
+    # A provider from another package names its emulator; so do the classes of
+    # its surfaces. Two aliases of one backend serve it once. The registry
+    # follows the settings without being told.
+    with_providers(
+        settings, card="fakepay.Provider", card2="fakepay.Provider", p="fakepay.Plain"
     )
-    (tmp_path / "noemulator").mkdir()
-    (tmp_path / "noemulator" / "__init__.py").write_text("")
-    monkeypatch.setattr(providers, "__path__", [*providers.__path__, str(tmp_path)])
-    registry.emulator_modules.cache_clear()
-    try:
-        found = registry.emulator_modules()
-        assert "fakepay" in found and "sandbox" in found
-        assert "noemulator" not in found
-    finally:
-        registry.emulator_modules.cache_clear()
-        for name in [n for n in sys.modules if ".fakepay" in n or ".noemulator" in n]:
-            del sys.modules[name]
+    found = registry.emulator_modules()
+    assert list(found) == ["fakepay", "fakewallet", "sandbox"]
+    assert found["fakepay"] is sys.modules["fakepay.emulator"]
+    assert registry.get_emulator("fakewallet").slug == "fakewallet"
+
+
+def test_the_emulators_setting_adds_modules(fakepay, settings):
+    with_emulators(settings)
+    assert registry.get_emulator("fakepay") is None
+    assert registry.get_emulator("payconnect") is None
+    with_emulators(settings, "fakepay.emulator", "fakepay.emulator")
+    assert list(registry.emulator_modules()) == ["fakepay", "sandbox"]
+    assert registry.get_emulator("fakepay") is sys.modules["fakepay.emulator"].emulator
+
+
+def test_the_test_settings_serve_the_emulators_the_tests_use():
+    assert {"sandbox", "payconnect"} <= set(registry.emulator_modules())
+
+
+def test_the_keys_of_the_emulator_setting_are_documented_with_their_defaults():
+    rows = list_table(read("configuration.rst"), "Which emulators are served")
+    documented = {plain(row[0]): ast.literal_eval(plain(row[1])) for row in rows[1:]}
+    assert documented == registry.DEFAULTS
+
+
+def test_a_malformed_provider_entry_is_left_to_the_system_checks(settings):
+    with_emulators(settings)
+    with_providers(
+        settings, a="no.such.Provider", b="decimal.Decimal", c=["not a dict"]
+    )
+    assert list(registry.emulator_modules()) == ["sandbox"]
+
+
+@pytest.mark.parametrize(
+    ("modules", "message"),
+    [
+        ("fakepay.emulator", "must be a list of dotted module paths"),
+        (["fakepay.nosuch"], "'fakepay.nosuch' of .*EMULATORS.* cannot be imported"),
+        (["fakepay.urls_only"], "must define urlpatterns and emulator"),
+        (
+            ["fakepay.emulator", "fakepay.twin"],
+            "Two emulator modules serve the slug 'fakepay'",
+        ),
+    ],
+)
+def test_a_bad_emulator_module_is_an_error_naming_it(
+    fakepay, settings, modules, message
+):
+    settings.PAYMENTS_RU_EMULATOR = {
+        **settings.PAYMENTS_RU_EMULATOR,
+        "EMULATORS": modules,
+    }
+    with pytest.raises(ConfigurationError, match=message):
+        registry.emulator_modules()
 
 
 # --- settings --------------------------------------------------------------------
@@ -236,6 +360,25 @@ def test_rate_limit_windows():
     assert limits.hit("x", "k", spec, 150.0) == 30
     assert limits.hit("x", "k", spec, 180.0) is None  # the next minute
     assert limits.hit("x", "k", spec, 181.0) == 3600 - 181  # the hourly limit
+    limits.reset()
+
+
+def test_a_sliding_window_counts_the_last_seconds():
+    limits.reset()
+    sliding = [limits.Limit(2, 60, sliding=True, setting="per_minute")]
+    assert limits.hit("x", "k", sliding, 100.0) is None
+    assert limits.hit("x", "k", sliding, 130.0) is None
+    # Full until the oldest call leaves the window, whatever the minute.
+    exceeded = limits.check("x", "k", sliding, 150.0)
+    assert exceeded == limits.Exceeded(sliding[0], 10)
+    assert limits.hit("x", "k", sliding, 160.0) is None
+    assert limits.hit("x", "k", sliding, 161.0) == 29
+    # Its counts are its own: the fixed limit of the same size starts empty.
+    assert limits.hit("x", "k", limits.parse_limits("x", [[2, 60]]), 161.0) is None
+    limits.reset("other")
+    assert limits.hit("x", "k", sliding, 161.0) == 29
+    limits.reset("x")
+    assert limits.hit("x", "k", sliding, 161.0) is None
     limits.reset()
 
 
@@ -533,6 +676,46 @@ def test_the_pay_page_in_russian(client, payment):
     )
     assert page.status_code == 200
     assert b"100.00 RUB" in page.content
+
+
+def test_a_button_of_a_payment_no_longer_pending_is_refused(client, payment):
+    url = f"/emulator/sandbox/pay/{payment.external_id}/"
+    page = client.get(url)  # the buttons, while it was pending
+    assert b'value="pay"' in page.content
+    EmulatedPayment.objects.filter(pk=payment.pk).update(status="cancelled")
+    response = client.post(url, {"action": "pay"})
+    assert response.status_code == 409
+    payment.refresh_from_db()
+    assert payment.status == "cancelled"
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_a_refusal_inside_an_action_rolls_it_back(payment, rf):
+    class Refusing(type(emulator)):
+        def on_pay(self, request, payment):
+            super().on_pay(request, payment)
+            raise ActionRefused("no")
+
+    with pytest.raises(ActionRefused):
+        Refusing().perform_action(rf.post("/"), payment, "pay")
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_a_button_without_its_handler_says_so(payment, rf):
+    with pytest.raises(NotImplementedError, match=r"on_hold\(\)"):
+        emulator.perform_action(rf.post("/"), payment, "hold")
+
+
+def test_a_pending_payment_past_its_time_expires_when_read(payment, monkeypatch):
+    later = payment.expires_at + timedelta(seconds=1)
+    assert emulator.expire_if_due(payment).status == "pending"
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert emulator.expire_if_due(payment).status == "expired"
+    paid = EmulatedPayment.objects.get(pk=payment.pk)
+    paid.status = "succeeded"
+    assert emulator.expire_if_due(paid) is paid  # only a pending one expires
 
 
 @pytest.mark.parametrize(
