@@ -44,7 +44,6 @@ from .common import (
     ECOM_PATCH_FIELDS,
     FIRST_SHORT_ID,
     I_BLOCKED,
-    I_ERROR,
     I_OPEN,
     I_PENDING,
     LP_PUBLIC,
@@ -176,18 +175,6 @@ def _ecom_response(payment: EmulatedPayment, status: int = 200) -> HttpResponse:
     return HttpResponse(body, status=status, content_type="application/json")
 
 
-def _expire_if_due(payment: EmulatedPayment) -> EmulatedPayment:
-    # an unpaid invoice past expire_date becomes error.
-    if payment.status in (I_OPEN, I_PENDING) and payment.is_expired_at(clock.now()):
-        with transaction.atomic():
-            locked = emulator.lock(payment)
-            if locked.status in (I_OPEN, I_PENDING):
-                locked.status = I_ERROR
-                locked.save(update_fields=["status"])
-            return locked
-    return payment
-
-
 @emulator.endpoint("auth", methods=("POST",), auth=False)
 def ecom_auth(request: HttpRequest) -> HttpResponse:
     body = _json(request)
@@ -311,7 +298,7 @@ def ecom_invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
         claims.get("invoice_id") not in (None, invoice_id)
     ):
         raise ecom_error(498, "invalid_token", _("The token is not for this invoice."))
-    payment = _expire_if_due(payment)
+    payment = emulator.expire_if_due(payment)
     if request.method == "GET":
         return _ecom_response(payment)
     body = _json(request, empty=True)
@@ -412,7 +399,7 @@ def ecom_pay(request: HttpRequest, invoice_id: str) -> HttpResponse:
         # the customer opened the link.
         payment.status = I_PENDING
         payment.save(update_fields=["status"])
-    return emulator.pay_page(request, _expire_if_due(payment))
+    return emulator.pay_page(request, emulator.expire_if_due(payment))
 
 
 urlpatterns = [

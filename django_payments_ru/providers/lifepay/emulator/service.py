@@ -7,11 +7,11 @@ The endpoints are in :mod:`.a1lite` and :mod:`.ecom`; the one instance is
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 import jwt
-from django.db import transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -37,6 +37,7 @@ from .common import (
     ECOM,
     ERROR,
     FIRST_TID,
+    I_ERROR,
     I_PENDING,
     I_SUCCESS,
     OPEN,
@@ -46,6 +47,9 @@ from .common import (
     ecom_error,
     moscow,
 )
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 
 class LifePayEmulator(Emulator):
@@ -64,6 +68,20 @@ class LifePayEmulator(Emulator):
     # A-6: +1, +3, +5, +10 min, then hourly; 10 attempts in all.
     webhook_schedule = (60, 180, 300, 600, 3600, 3600, 3600, 3600, 3600)
     webhook_timeout = 10.0
+    # I_OPEN is OPEN: an alba transaction or an ECOM invoice not yet paid.
+    pending_statuses: ClassVar[frozenset[str]] = frozenset({OPEN, I_PENDING})
+    pending_actions: ClassVar[tuple[Action, ...]] = (PAY, DECLINE, HOLD)
+    # Over the base's labels: REFUNDED keeps its "Refunded", while "pending"
+    # (I_PENDING, an invoice being paid) reads "Payment in progress".
+    status_labels: ClassVar[Mapping[str, _StrOrPromise]] = {
+        **Emulator.status_labels,
+        OPEN: gettext_lazy("Waiting for payment"),
+        PAYED: gettext_lazy("Paid"),
+        ERROR: gettext_lazy("Declined"),
+        BLOCKED: gettext_lazy("Funds held"),
+        I_PENDING: gettext_lazy("Payment in progress"),
+        I_SUCCESS: gettext_lazy("Paid"),
+    }
 
     def error_body(self, code: str, message: str, fields: dict[str, Any]) -> Any:
         if fields.pop("surface", None) == ECOM:
@@ -120,9 +138,6 @@ class LifePayEmulator(Emulator):
             slug=self.slug, external_id=external_id, data__kind=kind
         ).first()
 
-    def lock(self, payment: EmulatedPayment) -> EmulatedPayment:
-        return EmulatedPayment.objects.select_for_update().get(pk=payment.pk)
-
     def paid_order_exists(self, payment: EmulatedPayment) -> bool:
         return (
             EmulatedPayment.objects.filter(
@@ -173,63 +188,48 @@ class LifePayEmulator(Emulator):
 
     # --- the pay page (both surfaces) ---------------------------------------------
 
-    def status_label(self, payment: EmulatedPayment) -> str:
-        labels = {
-            OPEN: _("Waiting for payment"),
-            PAYED: _("Paid"),
-            ERROR: _("Declined"),
-            REFUNDED: _("Refunded"),
-            BLOCKED: _("Funds held"),
-            I_PENDING: _("Payment in progress"),
-            I_SUCCESS: _("Paid"),
-        }
-        return str(labels.get(payment.status, payment.status))
-
-    def pay_actions(self, payment: EmulatedPayment) -> list[Action]:
-        if payment.status not in (OPEN, I_PENDING):
-            return []
-        return [PAY, DECLINE, HOLD]
-
-    def perform_action(
+    def act(
         self, request: HttpRequest, payment: EmulatedPayment, action: str
     ) -> str | None:
-        with transaction.atomic():
-            locked = self.lock(payment)
-            if locked.status not in (OPEN, I_PENDING):
-                raise ActionRefused(_("This payment is no longer waiting for payment."))
-            now = clock.now()
-            data = dict(locked.data)
-            if not data.get("tid"):
-                data["tid"] = str(self.next_number("tid", FIRST_TID))
-                data["date_created"] = moscow(now)
-            if action == "pay":
-                order = locked.order_id
-                if order and order != "0" and self.paid_order_exists(locked):
-                    # A-2: an order id is paid once.
-                    raise ActionRefused(_("This order has already been paid."))
-                command, extra = "success", {}
-                if data.get("recurrent_type") == "first":
-                    data["recurrent_order_id"] = str(data["tid"])
-            elif action == "decline":
-                command, extra = "cancel", {"resultStr": DECLINE_TEXT}
-            else:
-                action, command, extra = "hold", "funds_blocked", {}
-            locked.status = self.outcome(locked, action)
-            locked.data = data
-            locked.save(update_fields=["status", "data"])
-            fields, _delivery = self.notify(
-                locked, self.notification(locked, command, **extra)
-            )
+        # The three buttons share the transaction number, the status change and
+        # the notification; they differ in the outcome and the command.
+        data = dict(payment.data)
+        if not data.get("tid"):
+            data["tid"] = str(self.next_number("tid", FIRST_TID))
+            data["date_created"] = moscow(clock.now())
+        if action == "pay":
+            order = payment.order_id
+            if order and order != "0" and self.paid_order_exists(payment):
+                # A-2: an order id is paid once.
+                raise ActionRefused(_("This order has already been paid."))
+            command, extra = "success", {}
+            if data.get("recurrent_type") == "first":
+                data["recurrent_order_id"] = str(data["tid"])
+        elif action == "decline":
+            command, extra = "cancel", {"resultStr": DECLINE_TEXT}
+        else:
+            action, command, extra = "hold", "funds_blocked", {}
+        payment.status = self.outcome(payment, action)
+        payment.data = data
+        payment.save(update_fields=["status", "data"])
+        fields, _delivery = self.notify(
+            payment, self.notification(payment, command, **extra)
+        )
         target = (
-            locked.return_url
+            payment.return_url
             if command != "cancel"
-            else str(locked.data.get("url_error") or locked.return_url)
+            else str(payment.data.get("url_error") or payment.return_url)
         )
         if not target:
             return None
         # §6.1: the customer comes back by GET with the notification's fields.
         separator = "&" if urlsplit(target).query else "?"
         return f"{target}{separator}{urlencode(fields)}"
+
+    def expire(self, payment: EmulatedPayment) -> None:
+        # A-13: an unpaid invoice past expire_date becomes error.
+        payment.status = I_ERROR
+        payment.save(update_fields=["status"])
 
     def end_hold(self, payment: EmulatedPayment, action: str, api: str) -> None:
         """Charge (``action="charge"``) or unblock the hold of ``payment``, which
