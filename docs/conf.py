@@ -17,6 +17,8 @@ sys.path.insert(0, str(ROOT))
 # tests.settings installs the example shop's app "shop" (as pytest's pythonpath
 # does in pyproject.toml).
 sys.path.insert(1, str(ROOT / "example_project"))
+# The local extensions (the providers' feature matrix).
+sys.path.insert(2, str(Path(__file__).resolve().parent / "_ext"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 import django  # noqa: E402
@@ -38,8 +40,9 @@ version = ".".join(__version__.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "provider_matrix",  # docs/_ext/provider_matrix.py: .. provider-matrix::
 ]
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_ext"]
 templates_path: list[str] = []
 nitpicky = False
 default_role = "literal"

@@ -7,17 +7,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.test import Client
 
-from django_payments_ru import services, signals
+from django_payments_ru import services
 from django_payments_ru.events import EventType, PaymentEvent
 from django_payments_ru.models import Invoice
 from django_payments_ru.providers.sandbox.provider import sign
+from tests.signals import SignalRecorder
 
 WEBHOOK_URL = "/payments/webhooks/sandbox/"
 
@@ -69,6 +69,23 @@ def webhook_body(
     ).encode()
 
 
+def webhook_headers(
+    body: bytes,
+    *,
+    secret: str | None = None,
+    timestamp: str | None = None,
+    signature: str | None = None,
+) -> dict[str, str]:
+    """The sandbox's signature headers of ``body`` (now, the test secret)."""
+    ts = timestamp if timestamp is not None else str(int(time.time()))
+    sig = (
+        signature
+        if signature is not None
+        else sign(secret or settings.SANDBOX_WEBHOOK_SECRET, ts, body)
+    )
+    return {"X-Sandbox-Signature": sig, "X-Sandbox-Timestamp": ts}
+
+
 def post_webhook(
     client: Client,
     body: bytes,
@@ -77,18 +94,13 @@ def post_webhook(
     timestamp: str | None = None,
     signature: str | None = None,
 ) -> Any:
-    ts = timestamp if timestamp is not None else str(int(time.time()))
-    sig = (
-        signature
-        if signature is not None
-        else sign(secret or settings.SANDBOX_WEBHOOK_SECRET, ts, body)
-    )
     return client.post(
         WEBHOOK_URL,
         data=body,
         content_type="application/json",
-        HTTP_X_SANDBOX_SIGNATURE=sig,
-        HTTP_X_SANDBOX_TIMESTAMP=ts,
+        headers=webhook_headers(
+            body, secret=secret, timestamp=timestamp, signature=signature
+        ),
     )
 
 
@@ -108,36 +120,8 @@ def event(
     )
 
 
-@dataclass
-class SignalLog:
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def count(self, name: str) -> int:
-        return self.names().count(name)
-
-
 @contextmanager
-def record_signals() -> Iterator[SignalLog]:
-    log = SignalLog()
-    receivers = []
-    for name in (
-        "invoice_status_changed",
-        "invoice_paid",
-        "invoice_failed",
-        "invoice_refunded",
-    ):
-        signal = getattr(signals, name)
-
-        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
-            log.calls.append((_name, kwargs))
-
-        signal.connect(receiver, weak=False)
-        receivers.append((signal, receiver))
-    try:
+def record_signals() -> Iterator[SignalRecorder]:
+    """The invoice signals sent inside the block (see :mod:`tests.signals`)."""
+    with SignalRecorder() as log:
         yield log
-    finally:
-        for signal, receiver in receivers:
-            signal.disconnect(receiver)

@@ -2,82 +2,36 @@
 
 Each test reads a table of ``docs/*.rst`` (a ``list-table``) and compares it with
 the code: the transition table with ``status.TRANSITIONS``, the settings tables
-with their defaults, the system check ids with ``checks.py``, the provider
-options and the feature matrix with the provider classes.
+with their defaults, the system check ids with ``checks.py``. Each provider's
+page and its rows of the generated feature matrix are checked by its subclass
+of :class:`tests.contracts.docs.ProviderDocsContract`; this module checks that
+every provider package has one (and a webhook contract, and a page).
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import pkgutil
 import re
 from pathlib import Path
 
-import pytest
-
-from django_payments_ru import checks, conf, signals
-from django_payments_ru.emulator.base import COMMON_OPTIONS, REQUIRED
+from django_payments_ru import checks, conf, providers, signals
+from django_payments_ru.emulator.base import COMMON_OPTIONS
 from django_payments_ru.events import EventType
-from django_payments_ru.providers.base import Capability
-from django_payments_ru.providers.sandbox import Provider as Sandbox
-from django_payments_ru.providers.sandbox.emulator import SandboxEmulator
+from django_payments_ru.providers.base import BaseProvider
 from django_payments_ru.status import TRANSITIONS, InvoiceStatus, Outcome
+from tests.contracts.docs import (
+    DOCS,
+    ProviderDocsContract,
+    list_table,
+    plain,
+    provider_matrix,
+    read,
+)
+from tests.contracts.webhooks import WebhookContract
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-_ROW = re.compile(r"^(\s*)\* - ?(.*)$")
-_CELL = re.compile(r"^(\s*)- ?(.*)$")
-
-
-def read(name: str) -> str:
-    return (DOCS / name).read_text(encoding="utf-8")
-
-
-def list_table(text: str, marker: str) -> list[list[str]]:
-    """The rows of the first ``list-table`` after the first line containing
-    ``marker`` (or of the table whose header row that line is), each a list of
-    cells, continuation lines joined by spaces."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if marker in line)
-    if lines[start].lstrip().startswith("* -"):
-        # The marker is the header row: its table starts above it.
-        start = next(
-            i
-            for i in range(start, -1, -1)
-            if lines[i].lstrip().startswith(".. list-table::")
-        )
-    else:
-        start = next(
-            i
-            for i in range(start, len(lines))
-            if lines[i].lstrip().startswith(".. list-table::")
-        )
-    directive_indent = len(lines[start]) - len(lines[start].lstrip())
-    rows: list[list[str]] = []
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        if indent <= directive_indent:
-            break
-        if line.lstrip().startswith(":"):  # a directive option
-            continue
-        row = _ROW.match(line)
-        cell = _CELL.match(line)
-        if row:
-            rows.append([row.group(2).strip()])
-        elif cell:
-            rows[-1].append(cell.group(2).strip())
-        else:  # continuation of the last cell
-            rows[-1][-1] = (rows[-1][-1] + " " + line.strip()).strip()
-    assert rows, f"no list-table after {marker!r}"
-    return rows
-
-
-def plain(cell: str) -> str:
-    """A cell without inline markup."""
-    return cell.replace("``", "").strip()
-
+TESTS = Path(__file__).resolve().parent
 
 # --- the state machine ------------------------------------------------------------
 
@@ -159,92 +113,84 @@ def test_every_signal_is_documented():
 # --- providers ---------------------------------------------------------------------
 
 
-def test_sandbox_options_are_documented_with_their_defaults():
-    rows = list_table(read("providers/sandbox.rst"), "   * - Option")
-    documented = {plain(row[0]): plain(row[1]) for row in rows[1:]}
-    assert set(documented) == set(Sandbox.options)
-    for name, spec in Sandbox.options.items():
-        parts = [p.strip() for p in documented[name].split(",")]
-        words = set(parts) & {"required", "secret"}
-        assert ("required" in words) is spec.required, name
-        assert ("secret" in words) is spec.secret, name
-        if not spec.required:
-            value = ", ".join(p for p in parts if p not in words)
-            assert ast.literal_eval(value) == spec.default, name
+def provider_packages() -> dict[str, type[BaseProvider]]:
+    """``{slug: Provider}`` of every package under django_payments_ru/providers."""
+    found = {}
+    for info in pkgutil.iter_modules(providers.__path__):
+        if info.ispkg:
+            module = importlib.import_module(f"{providers.__name__}.{info.name}")
+            cls = getattr(module, "Provider", None)
+            if isinstance(cls, type) and issubclass(cls, BaseProvider):
+                found[info.name] = cls
+    return found
 
 
-def test_sandbox_emulator_keys_are_documented():
-    rows = list_table(
-        read("providers/sandbox.rst"), '``PAYMENTS_RU_EMULATOR["sandbox"]``'
-    )
-    documented = {}
-    for row in rows[1:]:
-        for name in plain(row[0]).split(","):
-            documented[name.strip()] = plain(row[1])
-    assert set(documented) == set(SandboxEmulator.options) | set(COMMON_OPTIONS)
-    for name, default in SandboxEmulator.options.items():
-        if default is REQUIRED:
-            assert documented[name] == "required", name
-        else:
-            assert ast.literal_eval(documented[name]) == default, name
-
-
-MATRIX_CAPABILITIES = {
-    "Refund": Capability.REFUND,
-    "Partial refund": Capability.PARTIAL_REFUND,
-    "Status polling": Capability.STATUS,
-    "Cancel at provider": Capability.CANCEL,
-    "Hold (capture/release)": Capability.HOLD,
-    "Batch status": Capability.BATCH_STATUS,
-    "Recurrent": Capability.RECURRENT,
-    "Split": Capability.SPLIT,
+#: Where a provider's test package subclasses each contract base.
+CONTRACT_MODULES: dict[type, str] = {
+    WebhookContract: "test_webhooks",
+    ProviderDocsContract: "test_docs",
 }
 
 
-def _slug(cell: str) -> str:
-    match = re.search(r":doc:`(\w+)`|``(\w+)``", cell)
-    assert match, cell
-    return match.group(1) or match.group(2)
-
-
-def test_feature_matrix_matches_the_providers():
-    rows = list_table(read("providers/index.rst"), "Feature matrix")
-    header = [plain(cell) for cell in rows[0]]
-    assert set(MATRIX_CAPABILITIES) <= set(header)
-    available = 0
-    for row in rows[1:]:
-        cells = dict(zip(header, row, strict=True))
-        slug = _slug(row[0])
-        if cells["Status"] == "planned":
-            continue
-        assert cells["Status"] == "available", slug
-        available += 1
-        provider = importlib.import_module(
-            f"django_payments_ru.providers.{slug}"
-        ).Provider
-        assert provider.slug == slug
-        currencies = {c.strip() for c in cells["Currencies"].split(",")}
-        assert currencies == set(provider.currencies), slug
-        for column, capability in MATRIX_CAPABILITIES.items():
-            assert cells[column] in ("yes", "no"), (slug, column)
-            assert (cells[column] == "yes") is (capability in provider.capabilities), (
-                slug,
-                column,
-            )
-    assert available >= 1
-
-
-@pytest.mark.parametrize("page", ["providers/sandbox.rst"])
-def test_provider_pages_have_the_common_sections(page):
-    text = read(page)
-    titles = re.findall(r"^(.+)\n-{3,}$", text, flags=re.MULTILINE)
-    assert titles == [
-        "Settings",
-        "Checkout",
-        "Webhooks",
-        "Status polling",
-        "Refunds and extras",
-        "Admin",
-        "The emulator",
-        "Limitations and assumptions",
+def contract_tests(slug: str, base: type) -> list[type]:
+    """The collected subclasses (``Test...``) of ``base`` in
+    tests/providers/<slug>/<its module>.py."""
+    name = CONTRACT_MODULES[base]
+    if not (TESTS / "providers" / slug / f"{name}.py").is_file():
+        return []
+    module = importlib.import_module(f"tests.providers.{slug}.{name}")
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, base)
+        and obj.__name__.startswith("Test")
+        and obj.__module__ == module.__name__
     ]
+
+
+def test_every_provider_has_a_page_contract_tests_and_a_matrix_row():
+    packages = provider_packages()
+    assert {"sandbox", "payconnect", "lifepay"} <= set(packages)
+    missing = []
+    for slug, provider in sorted(packages.items()):
+        if provider.slug != slug:
+            missing.append(f"{slug}: Provider.slug is {provider.slug!r}")
+        if not (DOCS / "providers" / f"{slug}.rst").is_file():
+            missing.append(f"{slug}: no docs/providers/{slug}.rst")
+        for base, module in CONTRACT_MODULES.items():
+            if not contract_tests(slug, base):
+                missing.append(
+                    f"{slug}: no Test* subclass of {base.__name__} in "
+                    f"tests/providers/{slug}/{module}.py"
+                )
+        for cls in contract_tests(slug, ProviderDocsContract):
+            if getattr(cls, "provider", None) is not provider:
+                missing.append(f"{slug}: {cls.__name__} documents another class")
+    rows = {row.slug for row in provider_matrix().matrix_rows()}
+    missing += [
+        f"{slug}: no row in the feature matrix" for slug in packages.keys() - rows
+    ]
+    assert missing == []
+
+
+def test_the_providers_index_generates_its_matrix_and_lists_every_page():
+    text = read("providers/index.rst")
+    assert ".. provider-matrix::" in text
+    assert "* - Provider" not in text  # no hand-written matrix left
+    toctree = text[text.index(".. toctree::") :].split("\n\n")[:2]
+    assert ":glob:" in toctree[0]
+    assert toctree[1].split() == ["sandbox", "*"]
+
+
+def test_planned_providers_are_not_available_yet():
+    # "Planned: ``quantapay`` (QuantaPay) and ...": once a package exists, the
+    # matrix shows it and the sentence must drop it.
+    [line] = [
+        line
+        for line in read("providers/index.rst").splitlines()
+        if line.startswith("Planned:")
+    ]
+    planned = set(re.findall(r"``(\w+)``", line))
+    assert planned
+    assert not planned & set(provider_packages())

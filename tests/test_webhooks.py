@@ -1,10 +1,16 @@
-"""The webhook pipeline: verify -> parse -> store once -> process -> answer."""
+"""The webhook pipeline: verify -> parse -> store once -> process -> answer.
+
+What every provider's webhooks must do (forgeries, rotation, duplicates, late
+and malformed events) is the contract of tests/contracts/webhooks.py, run by
+each provider's tests/providers/<slug>/test_webhooks.py. Here: what the
+pipeline does whatever the provider (processing errors and retries, mismatched
+amounts, signals and transactions, Celery, secrets in logs), through the
+sandbox."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from decimal import Decimal
 from unittest import mock
 
@@ -17,7 +23,6 @@ from django_payments_ru.events import EventType
 from django_payments_ru.models import Invoice, Payment, WebhookEvent
 from django_payments_ru.status import InvoiceStatus
 from tests.helpers import (
-    WEBHOOK_URL,
     event,
     make_invoice,
     payment_object,
@@ -27,153 +32,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _counts() -> tuple[int, int, int]:
-    return (
-        WebhookEvent.objects.count(),
-        Payment.objects.count(),
-        Invoice.objects.exclude(status=InvoiceStatus.CREATED).count(),
-    )
-
-
-def test_a_valid_webhook_pays_the_invoice(client):
-    invoice = make_invoice("100.00")
-    with record_signals() as log:
-        response = post_webhook(client, webhook_body(payment_object(invoice)))
-    assert response.status_code == 200
-    assert response.json() == {"received": True}
-    invoice.refresh_from_db()
-    assert invoice.status == InvoiceStatus.PAID
-    assert invoice.paid_amount == Decimal("100.00")
-    row = WebhookEvent.objects.get()
-    assert row.status == WebhookEvent.Status.PROCESSED
-    assert row.invoice == invoice
-    assert row.attempts == 1
-    assert log.names() == ["invoice_status_changed", "invoice_paid"]
-    _, kwargs = log.calls[1]
-    assert kwargs["invoice"].pk == invoice.pk
-    assert kwargs["old_status"] == InvoiceStatus.CREATED
-    assert kwargs["new_status"] == InvoiceStatus.PAID
-    assert kwargs["event"].type is EventType.PAID
-
-
-@pytest.mark.parametrize(
-    "tamper",
-    [
-        "missing_signature",
-        "wrong_secret",
-        "garbage_signature",
-        "stale_timestamp",
-        "future_timestamp",
-        "missing_timestamp",
-        "reserialised_body",
-        "tampered_amount",
-        "signature_of_other_timestamp",
-    ],
-)
-def test_forged_webhooks_are_refused_and_write_nothing(client, tamper):
-    invoice = make_invoice("100.00")
-    body = webhook_body(payment_object(invoice))
-    now = str(int(time.time()))
-    kwargs: dict = {}
-    if tamper == "missing_signature":
-        kwargs["signature"] = ""
-    elif tamper == "wrong_secret":
-        kwargs["secret"] = "whsec_not_the_right_one"
-    elif tamper == "garbage_signature":
-        kwargs["signature"] = "v1=deadbeef"
-    elif tamper == "stale_timestamp":
-        kwargs["timestamp"] = str(int(time.time()) - 301)
-    elif tamper == "future_timestamp":
-        kwargs["timestamp"] = str(int(time.time()) + 301)
-    elif tamper == "missing_timestamp":
-        kwargs["timestamp"] = ""
-    elif tamper == "signature_of_other_timestamp":
-        from django.conf import settings
-
-        from django_payments_ru.providers.sandbox.provider import sign
-
-        kwargs["signature"] = sign(
-            settings.SANDBOX_WEBHOOK_SECRET, str(int(now) - 10), body
-        )
-        kwargs["timestamp"] = now
-    before = _counts()
-    if tamper in ("reserialised_body", "tampered_amount"):
-        # Sign the original bytes, send different ones.
-        from django.conf import settings
-
-        from django_payments_ru.providers.sandbox.provider import sign
-
-        signature = sign(settings.SANDBOX_WEBHOOK_SECRET, now, body)
-        data = json.loads(body)
-        if tamper == "tampered_amount":
-            data["data"]["amount"] = "1.00"
-            sent = json.dumps(data).encode()
-        else:  # same content, other spelling: the signature covers raw bytes
-            sent = json.dumps(data, indent=2, sort_keys=True).encode()
-        assert sent != body
-        response = post_webhook(client, sent, signature=signature, timestamp=now)
-    else:
-        response = post_webhook(client, body, **kwargs)
-    assert 400 <= response.status_code < 500
-    assert _counts() == before
-    invoice.refresh_from_db()
-    assert invoice.status == InvoiceStatus.CREATED
-
-
-def test_webhook_refuses_get_and_unknown_alias(client):
-    assert client.get(WEBHOOK_URL).status_code == 405
-    response = client.post(
-        "/payments/webhooks/nope/", data=b"{}", content_type="application/json"
-    )
-    assert response.status_code == 404
-    assert WebhookEvent.objects.count() == 0
-
-
-def test_signed_but_malformed_body_is_a_400_and_writes_nothing(client):
-    for body in (
-        b"not json",
-        b"{}",
-        b'{"id": "evt_1", "type": "payment.unknown", "data": {}}',
-        b"[]",
-    ):
-        response = post_webhook(client, body)
-        assert response.status_code == 400, body
-    assert WebhookEvent.objects.count() == 0
-
-
-def test_same_webhook_twice_one_transition_one_signal_one_row(client):
-    invoice = make_invoice("100.00")
-    body = webhook_body(payment_object(invoice), event_id="evt_dup_1")
-    with record_signals() as log:
-        first = post_webhook(client, body)
-        second = post_webhook(client, body)
-    assert first.status_code == second.status_code == 200
-    assert log.count("invoice_paid") == 1
-    assert log.count("invoice_status_changed") == 1
-    row = WebhookEvent.objects.get()
-    assert row.deliveries == 2
-    assert row.attempts == 1
-    assert Payment.objects.count() == 1
-
-
-def test_rotation_accepts_previous_secret(client, settings):
-    config = json.loads(json.dumps(settings.PAYMENTS_RU))
-    config["PROVIDERS"]["sandbox"]["OPTIONS"]["webhook_secret"] = "whsec_new"
-    config["PROVIDERS"]["sandbox"]["OPTIONS"]["previous_webhook_secrets"] = [
-        settings.SANDBOX_WEBHOOK_SECRET
-    ]
-    with override_settings(PAYMENTS_RU=config):
-        invoice = make_invoice("10.00")
-        old = post_webhook(client, webhook_body(payment_object(invoice)))
-        new = post_webhook(
-            client, webhook_body(payment_object(invoice)), secret="whsec_new"
-        )
-        other = post_webhook(
-            client, webhook_body(payment_object(invoice)), secret="whsec_other"
-        )
-    assert (old.status_code, new.status_code, other.status_code) == (200, 200, 400)
 
 
 def test_processing_error_keeps_traceback_and_next_delivery_processes(client):
@@ -304,23 +162,8 @@ def test_refund_webhook_with_running_total(client):
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.REFUNDED
     assert invoice.refunded_amount == Decimal("100.00")
-    refunds = [kw["amount"] for name, kw in log.calls if name == "invoice_refunded"]
+    refunds = [s.kwargs["amount"] for s in log.named("invoice_refunded")]
     assert refunds == [Decimal("25.00"), Decimal("75.00")]
-
-
-def test_out_of_order_failed_after_paid_is_ignored(client):
-    invoice = make_invoice("100.00")
-    post_webhook(client, webhook_body(payment_object(invoice)))
-    response = post_webhook(
-        client,
-        webhook_body(
-            payment_object(invoice, status="failed", failure_reason="late decline")
-        ),
-    )
-    assert response.status_code == 200
-    invoice.refresh_from_db()
-    assert invoice.status == InvoiceStatus.PAID
-    assert WebhookEvent.objects.filter(status="ignored").count() == 1
 
 
 def test_celery_mode_processes_after_commit(client, settings):
