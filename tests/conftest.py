@@ -7,6 +7,10 @@ import copy
 
 import pytest
 
+# The contract bases' asserts explain their failures like a test module's
+# (registered before anything imports them).
+pytest.register_assert_rewrite("tests.contracts")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Ready for Django 6: its deprecations fail the suite on Django 5.x (the

@@ -34,71 +34,15 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 import requests
 
-from django_payments_ru import services, signals
+from django_payments_ru import services
 from django_payments_ru.emulator.models import EmulatedPayment, WebhookDelivery
 from django_payments_ru.models import Invoice, Payment
 from django_payments_ru.providers.base import BaseProvider, Checkout
 from django_payments_ru.registry import get_provider
+from tests.signals import SignalRecorder
 
 TESTSERVER = "http://testserver"
 T = TypeVar("T")
-
-
-@dataclass
-class RecordedSignal:
-    name: str
-    invoice_id: int
-    old_status: str
-    new_status: str
-    kwargs: dict[str, Any]
-
-
-class SignalRecorder:
-    """Every invoice signal sent while connected (from any thread)."""
-
-    NAMES = (
-        "invoice_status_changed",
-        "invoice_paid",
-        "invoice_failed",
-        "invoice_refunded",
-    )
-
-    def __init__(self) -> None:
-        self.sent: list[RecordedSignal] = []
-        self._receivers: list[tuple[Any, Callable[..., None]]] = []
-
-    def connect(self) -> None:
-        for name in self.NAMES:
-            signal = getattr(signals, name)
-
-            def receiver(sender: Any, *, _name: str = name, **kwargs: Any) -> None:
-                self.sent.append(
-                    RecordedSignal(
-                        _name,
-                        kwargs["invoice"].pk,
-                        kwargs.get("old_status", ""),
-                        kwargs.get("new_status", ""),
-                        kwargs,
-                    )
-                )
-
-            signal.connect(receiver, weak=False)
-            self._receivers.append((signal, receiver))
-
-    def disconnect(self) -> None:
-        for signal, receiver in self._receivers:
-            signal.disconnect(receiver)
-        self._receivers.clear()
-
-    def named(self, name: str, invoice: Invoice | None = None) -> list[RecordedSignal]:
-        return [
-            s
-            for s in self.sent
-            if s.name == name and (invoice is None or s.invoice_id == invoice.pk)
-        ]
-
-    def count(self, name: str, invoice: Invoice | None = None) -> int:
-        return len(self.named(name, invoice))
 
 
 @dataclass

@@ -5,8 +5,6 @@ must implement for what it declares."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -15,7 +13,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from django_payments_ru import providers, services
+from django_payments_ru import services
 from django_payments_ru.checks import check_payments_settings
 from django_payments_ru.events import EventType
 from django_payments_ru.exceptions import InvalidInput
@@ -29,6 +27,7 @@ from django_payments_ru.providers.base import (
 from django_payments_ru.services import Result
 from django_payments_ru.validation import safe_redirect_url
 
+from .contracts.docs import provider_matrix
 from .helpers import event, make_invoice
 
 pytestmark = pytest.mark.django_db
@@ -220,15 +219,9 @@ def test_safe_redirect_url(url, safe):
 
 
 def _builtin_classes() -> list[type[BaseProvider]]:
-    found = []
-    for info in pkgutil.iter_modules(providers.__path__):
-        if not info.ispkg:
-            continue
-        module = importlib.import_module(f"{providers.__name__}.{info.name}")
-        cls = getattr(module, "Provider", None)
-        if isinstance(cls, type) and issubclass(cls, BaseProvider):
-            found.extend(cls.surfaces or (cls,))
-    return found
+    """Every concrete class an alias of a built-in provider can be."""
+    classes = provider_matrix().provider_classes().values()
+    return [surface for cls in classes for surface in (cls.surfaces or (cls,))]
 
 
 def test_there_are_builtin_providers_to_check():

@@ -1,7 +1,9 @@
-"""Holds end properly on both Life-Pay surfaces (lifepay.md §9): a hold placed on
-the emulated pay page is captured, released, or released by cancelling the
-invoice, through the emulator over HTTP; and the emulator's hold endpoints
-themselves (auth, wrong state, answer shapes)."""
+"""Holds on both Life-Pay surfaces (lifepay.md §9), through the emulator over
+HTTP. A hold captured, released, or released by cancelling the invoice is the
+flow contract's (:class:`tests.contracts.flows.FlowContract`, run by
+test_flows.py); here is what only Life-Pay has: no partial capture, a capture
+it refuses, ECOM's charge id from the notification, and the emulator's hold
+endpoints themselves (auth, wrong state, answer shapes)."""
 
 from __future__ import annotations
 
@@ -29,8 +31,6 @@ from .test_flows import LifePayCase
 class HoldCases(LifePayCase):
     """The same hold story for every surface that can produce a hold."""
 
-    #: The emulator's status of a captured hold.
-    charged_status: ClassVar[str] = ""
     #: The provider code of a capture Life-Pay refuses.
     refused_code: ClassVar[str] = ""
     #: The API the emulator records for the surface's hold operations.
@@ -51,49 +51,6 @@ class HoldCases(LifePayCase):
         self.assert_invoice(invoice, InvoiceStatus.ON_HOLD, charges=0)
         assert self.emulated_hold(invoice).status == "blocked"
         return invoice
-
-    def test_capture(self):
-        invoice = self.held()
-
-        services.capture_invoice(invoice)
-
-        self.assert_invoice(invoice, InvoiceStatus.PAID, charges=1)
-        assert self.emulated_hold(invoice).status == self.charged_status
-        assert self.operations(invoice) == ["charge"]
-        # A-13: the charge is notified like a payment; its PAID and the
-        # answer's are one payment.
-        assert self.event_types() == ["funds_blocked", "success"]
-        self.assert_delivered()
-        assert self.signals.count("invoice_paid", invoice) == 1
-        services.refresh_invoice(invoice)
-        self.assert_invoice(invoice, InvoiceStatus.PAID, charges=1)
-
-    def test_release(self):
-        invoice = self.held()
-
-        services.release_invoice(invoice)
-
-        self.assert_invoice(invoice, InvoiceStatus.CANCELLED, charges=0)
-        emulated = self.emulated_hold(invoice)
-        assert (emulated.status, emulated.data["released"]) == ("error", True)
-        assert self.operations(invoice) == ["unblock"]
-        assert self.event_types() == ["funds_blocked"]  # L-5: no notification
-        services.refresh_invoice(invoice)
-        self.assert_invoice(invoice, InvoiceStatus.CANCELLED, charges=0)
-
-    def test_cancel_on_hold_releases_the_funds(self):
-        invoice = self.held()
-
-        services.cancel_invoice(invoice)
-
-        self.assert_invoice(invoice, InvoiceStatus.CANCELLED, charges=0)
-        emulated = self.emulated_hold(invoice)
-        assert (emulated.status, emulated.data.get("released")) == ("error", True)
-        assert self.operations(invoice) == ["unblock"]
-        # Life-Pay no longer reports a hold, so a refresh keeps it cancelled.
-        services.refresh_invoice(invoice)
-        self.assert_invoice(invoice, InvoiceStatus.CANCELLED, charges=0)
-        assert not invoice.needs_attention
 
     def test_partial_capture_is_refused_before_any_call(self):
         invoice = self.held()
@@ -123,7 +80,6 @@ class HoldCases(LifePayCase):
 
 class TestA1LiteHold(HoldCases):
     alias = "lifepay"
-    charged_status = "payed"
     refused_code = "common"
     api = "alba"
 
@@ -173,7 +129,6 @@ class TestA1LiteHold(HoldCases):
 
 class TestEcomHold(HoldCases):
     alias = "lifepay_ecom"
-    charged_status = "success"
     refused_code = "operation_declined"  # a §9 decline_code
     api = "ecom"
 
@@ -194,15 +149,6 @@ class TestEcomHold(HoldCases):
         )
         payment = invoice.payments.get()
         assert payment.provider_payment_id == invoice.provider_payment_id
-
-    def test_release_shows_error_at_life_pay(self):
-        invoice = self.held()
-        services.release_invoice(invoice)
-        self.assert_invoice(invoice, InvoiceStatus.CANCELLED)
-        # A-13: a voided hold leaves the invoice in error.
-        assert self.provider.get_invoice(invoice.provider_payment_id)["status"] == (
-            "error"
-        )
 
     def test_a_hold_known_only_by_a_poll_waits_for_its_notification(self):
         # ASSUMPTION L-6: the charge id comes from the funds_blocked notification.
