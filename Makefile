@@ -11,6 +11,9 @@ MANAGE := $(PY) example_project/manage.py
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the suite waits on live servers and timeouts
+# as much as it computes, so two processes halve it on two cores. 0: one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help install demo test lint docs bench migrations-check clean distclean
 
@@ -45,7 +48,7 @@ demo: $(STAMP)
 	$(MANAGE) runserver $(HOST):$(PORT)
 
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

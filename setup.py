@@ -34,6 +34,7 @@ setup(
             "pytest>=8.0",
             "pytest-django>=4.8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "pytest-benchmark>=4.0",
         ],
