@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_payments_ru', '0002_operations'),
+        ("django_payments_ru", "0002_operations"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='invoice',
-            name='provider_transaction_id',
-            field=models.CharField(blank=True, max_length=128, verbose_name='provider transaction id'),
+            model_name="invoice",
+            name="provider_transaction_id",
+            field=models.CharField(
+                blank=True, max_length=128, verbose_name="provider transaction id"
+            ),
         ),
     ]
