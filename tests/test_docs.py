@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import ast
 import importlib
-import pkgutil
 import re
 from pathlib import Path
 
-from django_payments_ru import checks, conf, providers, signals
+from django_payments_ru import checks, conf, signals
 from django_payments_ru.emulator.base import COMMON_OPTIONS
 from django_payments_ru.events import EventType
-from django_payments_ru.providers.base import BaseProvider
 from django_payments_ru.status import TRANSITIONS, InvoiceStatus, Outcome
+from tests.contracts import provider_packages
 from tests.contracts.docs import (
     DOCS,
     ProviderDocsContract,
@@ -111,18 +110,6 @@ def test_every_signal_is_documented():
 
 
 # --- providers ---------------------------------------------------------------------
-
-
-def provider_packages() -> dict[str, type[BaseProvider]]:
-    """``{slug: Provider}`` of every package under django_payments_ru/providers."""
-    found = {}
-    for info in pkgutil.iter_modules(providers.__path__):
-        if info.ispkg:
-            module = importlib.import_module(f"{providers.__name__}.{info.name}")
-            cls = getattr(module, "Provider", None)
-            if isinstance(cls, type) and issubclass(cls, BaseProvider):
-                found[info.name] = cls
-    return found
 
 
 #: Where a provider's test package subclasses each contract base.

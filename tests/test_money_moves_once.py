@@ -16,12 +16,11 @@ adapter, or an adapter that a contract does not run, fails here.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from pathlib import Path
 
 import pytest
 
-import django_payments_ru.providers
+from tests.contracts import provider_packages
 from tests.contracts.flows import Adapter, ContractCase, FlowContract
 from tests.contracts.money import MoneyContract
 
@@ -29,16 +28,8 @@ TESTS = Path(__file__).parent / "providers"
 
 
 def provider_slugs() -> list[str]:
-    """The provider packages of the app (``providers/<slug>/`` with a
-    ``Provider``)."""
-    slugs = []
-    for info in pkgutil.iter_modules(django_payments_ru.providers.__path__):
-        if not info.ispkg:
-            continue
-        module = importlib.import_module(f"django_payments_ru.providers.{info.name}")
-        if hasattr(module, "Provider"):
-            slugs.append(info.name)
-    return sorted(slugs)
+    """The provider packages of the app."""
+    return sorted(provider_packages())
 
 
 def adapters_by_package() -> dict[str, list[Adapter]]:

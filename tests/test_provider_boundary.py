@@ -27,7 +27,7 @@ from django_payments_ru.providers.base import (
 from django_payments_ru.services import Result
 from django_payments_ru.validation import safe_redirect_url
 
-from .contracts.docs import provider_matrix
+from .contracts import provider_packages
 from .helpers import event, make_invoice
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +220,7 @@ def test_safe_redirect_url(url, safe):
 
 def _builtin_classes() -> list[type[BaseProvider]]:
     """Every concrete class an alias of a built-in provider can be."""
-    classes = provider_matrix().provider_classes().values()
+    classes = provider_packages().values()
     return [surface for cls in classes for surface in (cls.surfaces or (cls,))]
 
 

@@ -20,3 +20,25 @@ adapter without a subclass of each, fails ``tests/test_money_moves_once.py``):
 * :class:`tests.contracts.money.MoneyContract`, in its ``test_money*.py``: money
   moves once (double clicks, concurrent starts, operations in flight).
 """
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from django_payments_ru import providers
+from django_payments_ru.providers.base import BaseProvider
+
+
+def provider_packages() -> dict[str, type[BaseProvider]]:
+    """``{slug: Provider}`` of every package under django_payments_ru/providers:
+    what the guards hold every provider to (found here, not by the docs'
+    generator, so that a provider the generator missed is noticed)."""
+    found = {}
+    for info in pkgutil.iter_modules(providers.__path__):
+        if info.ispkg:
+            module = importlib.import_module(f"{providers.__name__}.{info.name}")
+            cls = getattr(module, "Provider", None)
+            if isinstance(cls, type) and issubclass(cls, BaseProvider):
+                found[info.name] = cls
+    return found
