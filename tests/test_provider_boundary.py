@@ -5,14 +5,17 @@ must implement for what it declares."""
 
 from __future__ import annotations
 
+import ast
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from django_payments_ru import providers as providers_package
 from django_payments_ru import services
 from django_payments_ru.checks import check_payments_settings
 from django_payments_ru.events import EventType
@@ -261,3 +264,57 @@ def test_a_capability_without_its_hook_fails_check_e017():
     assert [m.id for m in messages] == ["payments_ru.E017", "payments_ru.E017"]
     assert "release()" in messages[0].msg
     assert "refund()" in messages[1].msg
+
+
+# --- providers never write models -------------------------------------------------
+
+
+def _runtime_model_imports(path: Path) -> list[int]:
+    """Lines of ``path`` that import the app's models outside ``if
+    TYPE_CHECKING:`` (a type annotation is fine; a query or a save is not)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            typing_only |= {id(child) for child in ast.walk(node)}
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and node.level > 0
+        and (node.module or "").split(".")[-1] == "models"
+        and id(node) not in typing_only
+    ]
+
+
+def _provider_modules() -> list[Path]:
+    root = Path(providers_package.__file__).parent
+    return [
+        path
+        for path in sorted(root.rglob("*.py"))
+        # An emulator is the provider's fake server: its own tables are its state.
+        if "emulator" not in path.relative_to(root).parts and path.stem != "emulator"
+    ]
+
+
+def test_there_are_provider_modules_to_check():
+    assert len(_provider_modules()) >= 10
+
+
+@pytest.mark.parametrize("path", _provider_modules(), ids=lambda p: p.stem)
+def test_a_provider_module_never_touches_the_models(path):
+    # DESIGN: a provider turns answers into events; the services apply them
+    # and record what it accepted (update_invoice_details).
+    assert _runtime_model_imports(path) == [], path
+
+
+def test_the_model_import_check_can_fail(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from ...models import Invoice\n"
+        "def f():\n"
+        "    from ...models import Invoice\n"
+    )
+    assert _runtime_model_imports(sample) == [5]
