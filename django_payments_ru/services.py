@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, router, transaction
-from django.db.models import F, Sum
+from django.db import DataError, IntegrityError, connections, router, transaction
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -44,6 +44,7 @@ from .exceptions import (
     PaymentsError,
     ProviderAPIError,
     TransactionOpen,
+    WebhookParseError,
 )
 from .models import Invoice, Operation, Payment, WebhookEvent
 from .money import normalize_currency, to_amount
@@ -71,6 +72,7 @@ __all__ = [
     "close_order",
     "create_invoice",
     "process_webhook_event",
+    "receive_webhook_events",
     "record_events",
     "refresh_invoice",
     "refund_invoice",
@@ -496,16 +498,23 @@ class ApplyResult:
     reason: str = ""
 
 
+def _ref(event: PaymentEvent) -> uuid.UUID | None:
+    """The event's invoice reference as a UUID, or None."""
+    if not event.invoice_ref:
+        return None
+    try:
+        return uuid.UUID(str(event.invoice_ref))
+    except ValueError:
+        return None
+
+
 def _find(qs: Any, event: PaymentEvent) -> Invoice | None:
-    if event.invoice_ref:
+    ref = _ref(event)
+    if ref is not None:
         try:
-            ref = uuid.UUID(str(event.invoice_ref))
-        except ValueError:
-            ref = None
-        if ref is not None:
-            found = qs.filter(uuid=ref).first()
-            if found is not None:
-                return found
+            return qs.get(uuid=ref)  # unique: no ORDER BY, no LIMIT 1
+        except Invoice.DoesNotExist:
+            pass
     if event.provider_payment_id:
         found = qs.filter(provider_payment_id=event.provider_payment_id).first()
         if found is not None:
@@ -515,8 +524,45 @@ def _find(qs: Any, event: PaymentEvent) -> Invoice | None:
     return None
 
 
+#: Annotated on a locked invoice: whether it has an operation in flight, read
+#: in the same statement, so a change that settles none costs no query.
+_IN_FLIGHT = "payments_ru_in_flight"
+
+
+def _locked(qs: Any) -> Any:
+    in_flight = Operation.objects.filter(
+        invoice=OuterRef("pk"), state=Operation.State.IN_FLIGHT
+    )
+    return qs.select_for_update(of=("self",)).annotate(
+        **{_IN_FLIGHT: Exists(in_flight)}
+    )
+
+
+def _locate_by_ref(event: PaymentEvent, ref: uuid.UUID) -> Invoice | None:
+    """The invoice ``ref`` names, locked, in one statement; for a payment,
+    with the other invoices of its order locked in the same statement, in
+    primary-key order (see :func:`_locate`)."""
+    mine = Q(provider=event.provider, uuid=ref)
+    if event.type is not EventType.PAID:
+        try:
+            return _locked(Invoice.objects.filter(mine)).get()
+        except Invoice.DoesNotExist:
+            return None
+    order = Invoice.objects.filter(mine).exclude(order_key="").values("order_key")[:1]
+    group = _locked(Invoice.objects.filter(mine | Q(order_key__in=Subquery(order))))
+    for invoice in group.order_by("pk"):
+        if invoice.uuid == ref and invoice.provider == event.provider:
+            return invoice
+    return None
+
+
 def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
     qs = Invoice.objects.filter(provider=event.provider)
+    ref = _ref(event)
+    if lock and ref is not None:
+        found = _locate_by_ref(event, ref)
+        if found is not None:
+            return found
     if lock and event.type is EventType.PAID:
         # A payment locks its whole order, always in primary-key order, so that
         # two invoices of one order paid at the same instant are applied one
@@ -525,15 +571,13 @@ def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
         if found is None:
             return None
         if found.order_key:
-            group = Invoice.objects.select_for_update().filter(
-                order_key=found.order_key
-            )
+            group = _locked(Invoice.objects.filter(order_key=found.order_key))
             for invoice in group.order_by("pk"):
                 if invoice.pk == found.pk:
                     return invoice
-        return Invoice.objects.select_for_update().filter(pk=found.pk).first()
+        return _locked(Invoice.objects.filter(pk=found.pk)).first()
     if lock:
-        qs = qs.select_for_update()
+        qs = _locked(qs)
     return _find(qs, event)
 
 
@@ -642,6 +686,23 @@ def _keep_transaction(invoice: Invoice, event: PaymentEvent) -> None:
     if event.transaction_id and event.transaction_id != invoice.provider_transaction_id:
         invoice.provider_transaction_id = event.transaction_id[:128]
         invoice.save(update_fields=["provider_transaction_id", "updated_at"])
+
+
+#: What applying an event may change on the invoice: the UPDATE writes these
+#: columns only, never the customer's details or the checkout.
+_APPLIED_FIELDS = [
+    "status",
+    "status_changed_at",
+    "paid_amount",
+    "paid_at",
+    "refunded_amount",
+    "needs_attention",
+    "attention_reason",
+    "paid_twice",
+    "provider_payment_id",
+    "provider_transaction_id",
+    "updated_at",
+]
 
 
 def _transition(
@@ -773,10 +834,12 @@ def _transition(
         _flag(invoice, rule.reason)
     if event.provider_payment_id and not invoice.provider_payment_id:
         invoice.provider_payment_id = event.provider_payment_id[:128]
+    if event.transaction_id:
+        invoice.provider_transaction_id = event.transaction_id[:128]
     if target != old:
         invoice.status = target
         invoice.status_changed_at = now
-    invoice.save()
+    invoice.save(update_fields=_APPLIED_FIELDS)
     transaction.on_commit(partial(_send_signals, invoice, old, target, event, refunded))
     return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason), refunded
 
@@ -825,6 +888,8 @@ def _settle_claims(
             _settle(operation, Operation.State.FAILED, result.reason)
     if result.result is not Result.APPLIED:
         return
+    if getattr(invoice, _IN_FLIGHT, True) is False:
+        return  # read with the lock: nothing was in flight, and nothing can start
     pending = invoice.operations.filter(state=Operation.State.IN_FLIGHT).order_by(
         "created_at", "id"
     )
@@ -887,8 +952,41 @@ def apply_event(
 # --- the webhook inbox ----------------------------------------------------------
 
 
-def record_events(
+def _checked(
     provider: BaseProvider, events: list[PaymentEvent]
+) -> list[tuple[PaymentEvent, Any]]:
+    """Each event checked (:func:`~django_payments_ru.events.check_event`) with
+    its payload redacted and made storable, once; raises
+    :class:`~django_payments_ru.exceptions.WebhookParseError` before anything
+    is written."""
+    from .events import check_event
+    from .providers.payload import check_json_value
+
+    checked = []
+    for event in events:
+        event = check_event(event)
+        payload = check_json_value(
+            provider.redact_payload(event.raw_json()), provider=provider.alias
+        )
+        checked.append((event, payload))
+    return checked
+
+
+def _unstorable(alias: str) -> WebhookParseError:
+    # A value the checks let through and the database still refused: rolled
+    # back, so nothing was written, and the same body would fail again: a 400,
+    # not a 500 that the provider retries for ever.
+    return WebhookParseError(
+        _("The database cannot store this webhook's content."),
+        provider=alias,
+        code="unstorable",
+    )
+
+
+def record_events(
+    provider: BaseProvider,
+    events: list[PaymentEvent],
+    checked: list[tuple[PaymentEvent, Any]] | None = None,
 ) -> list[WebhookEvent]:
     """Store each verified event once (unique per provider alias and dedupe id),
     with the secrets the provider names removed from its payload; a redelivery
@@ -900,21 +998,9 @@ def record_events(
     not fit raises :class:`~django_payments_ru.exceptions.WebhookParseError`
     before anything is written. The events of one webhook are stored together or
     not at all."""
-    # Imported here, not at the top: this function's checks are self-contained.
-    from django.db import DataError
-
-    from .events import check_event
-    from .exceptions import WebhookParseError
-    from .providers.payload import check_json_value
-
     alias = provider.alias
-    checked = []
-    for event in events:
-        event = check_event(event)
-        payload = check_json_value(
-            provider.redact_payload(event.raw_json()), provider=alias
-        )
-        checked.append((event, payload))
+    if checked is None:
+        checked = _checked(provider, events)
     rows = []
     try:
         with transaction.atomic():
@@ -937,15 +1023,127 @@ def record_events(
                     )
                 rows.append(row)
     except DataError:
-        # A value the checks above let through and the database still refused:
-        # rolled back, so nothing was written, and the same body would fail
-        # again: a 400, not a 500 that the provider retries for ever.
-        raise WebhookParseError(
-            _("The database cannot store this webhook's content."),
-            provider=alias,
-            code="unstorable",
-        ) from None
+        raise _unstorable(alias) from None
     return rows
+
+
+def _can_upsert(using: str) -> bool:
+    """``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: PostgreSQL, and
+    SQLite from 3.35."""
+    vendor = connections[using].vendor
+    if vendor == "postgresql":
+        return True
+    if vendor == "sqlite":
+        import sqlite3
+
+        return sqlite3.sqlite_version_info >= (3, 35)
+    return False
+
+
+def _upsert_event(
+    using: str, alias: str, event: PaymentEvent, payload: Any
+) -> tuple[int, str, int]:
+    """Store ``event``, or count one more delivery of the stored one, in one
+    statement; returns the row's ``(pk, status, deliveries)`` (1 delivery: it
+    is new)."""
+    connection = connections[using]
+    meta = WebhookEvent._meta
+    values = {
+        "provider": alias,
+        "dedupe_id": event.dedupe_id,
+        "event_type": str(event.type),
+        "status": WebhookEvent.Status.RECEIVED,
+        "invoice_id": None,
+        "event": event.to_json(),
+        "payload": payload,
+        "result": "",
+        "traceback": "",
+        "attempts": 0,
+        "deliveries": 1,
+        "received_at": timezone.now(),
+        "processed_at": None,
+    }
+    fields = [meta.get_field("invoice" if n == "invoice_id" else n) for n in values]
+    qn = connection.ops.quote_name
+    table = qn(meta.db_table)
+    columns = ", ".join(qn(f.column) for f in fields)
+    params = [
+        f.get_db_prep_save(values[name], connection)
+        for f, name in zip(fields, values, strict=True)
+    ]
+    deliveries = qn("deliveries")
+    # Identifiers from the model's meta, quoted; every value is a parameter.
+    holders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({holders}) "  # noqa: S608
+        f"ON CONFLICT ({qn('provider')}, {qn('dedupe_id')}) DO UPDATE SET "
+        f"{deliveries} = {table}.{deliveries} + 1 "
+        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        pk, status, count = cursor.fetchone()
+    return int(pk), str(status), int(count)
+
+
+def _process_new(pk: int, event: PaymentEvent) -> None:
+    """Apply ``event``, just stored as row ``pk`` in this transaction: the
+    invoice locked, the change written, the row's outcome in one UPDATE."""
+    invoice = _locate(event, lock=True)
+    if invoice is None:
+        result = ApplyResult(Result.REJECTED, None, reason=_("no matching invoice"))
+    else:
+        result = _apply_locked(invoice, event, WebhookEvent(pk=pk))
+    WebhookEvent.objects.filter(pk=pk).update(
+        status=_ROW_STATUS[result.result],
+        result=result.reason,
+        traceback="",
+        invoice=invoice,
+        attempts=F("attempts") + 1,
+        processed_at=timezone.now(),
+    )
+
+
+def receive_webhook_events(provider: BaseProvider, events: list[PaymentEvent]) -> bool:
+    """Store and apply a verified webhook's events now (``WEBHOOK_PROCESSING =
+    "sync"``). Returns False when an event failed: it is kept with its error
+    and traceback, and the webhook should be answered so that the provider
+    delivers it again.
+
+    The usual case takes one transaction: each event is stored, or its
+    redelivery counted, in one statement, and a new one is applied at once
+    from memory (nothing just written is read back); a redelivery of a
+    processed event touches nothing else. When anything goes wrong the
+    transaction is rolled back and the events take the two-step path
+    (:func:`record_events`, then :func:`process_webhook_event` for each), which
+    commits the stored event before processing it, so a failure keeps it."""
+    checked = _checked(provider, events)
+    using = router.db_for_write(WebhookEvent)
+    if _can_upsert(using):
+        try:
+            with transaction.atomic(using=using):
+                for event, payload in checked:
+                    pk, status, _count = _upsert_event(
+                        using, provider.alias, event, payload
+                    )
+                    if status not in WebhookEvent.DONE:
+                        _process_new(pk, event)
+            return True
+        except Exception:  # rolled back: the two-step path stores and retries it
+            logger.info(
+                "A %s webhook takes the two-step path after an error",
+                provider.alias,
+                exc_info=True,
+            )
+    failed = False
+    for row in record_events(provider, events, checked):
+        if row.is_done:
+            continue
+        try:
+            process_webhook_event(row.pk)
+        except Exception:  # kept on the row; the provider will deliver again
+            failed = True
+    return not failed
 
 
 _ROW_STATUS = {

@@ -72,31 +72,22 @@ def webhook(request: HttpRequest, alias: str) -> HttpResponse:
         # lets an InvalidAmount, KeyError, RecursionError... escape.
         with webhook_parsing(alias):
             events = provider.parse_webhook(request)
-        rows = services.record_events(provider, events)
-    except WebhookError as exc:
-        return _refused(provider, request, exc)
+        if payments_settings.WEBHOOK_PROCESSING == "celery":
+            from .tasks import process_webhook_event_task
 
-    if payments_settings.WEBHOOK_PROCESSING == "celery":
-        from .tasks import process_webhook_event_task
-
-        for row in rows:
-            if not row.is_done:
-                transaction.on_commit(partial(process_webhook_event_task.delay, row.pk))
-    else:
-        failed = False
-        for row in rows:
-            if row.is_done:
-                continue
-            try:
-                services.process_webhook_event(row.pk)
-            except Exception:  # kept on the row; the provider will deliver again
-                failed = True
-        if failed:
+            for row in services.record_events(provider, events):
+                if not row.is_done:
+                    transaction.on_commit(
+                        partial(process_webhook_event_task.delay, row.pk)
+                    )
+        elif not services.receive_webhook_events(provider, events):
             return HttpResponse(
                 "processing failed, please retry",
                 status=500,
                 content_type="text/plain",
             )
+    except WebhookError as exc:
+        return _refused(provider, request, exc)
     return provider.webhook_response(request, events)
 
 

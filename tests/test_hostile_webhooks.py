@@ -723,13 +723,13 @@ def test_the_webhook_view_is_non_atomic_and_csrf_exempt():
 @pytest.mark.django_db(transaction=True)
 def test_processing_never_runs_inside_the_request_transaction(monkeypatch):
     seen: list[bool] = []
-    process = services.process_webhook_event
+    receive = services.receive_webhook_events
 
-    def spy(pk: int, **kwargs: Any) -> Any:
+    def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(transaction.get_connection().in_atomic_block)
-        return process(pk, **kwargs)
+        return receive(*args, **kwargs)
 
-    monkeypatch.setattr(services, "process_webhook_event", spy)
+    monkeypatch.setattr(services, "receive_webhook_events", spy)
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
     target = Sandbox()
     response = target.post(Client(), dump(target.document(target.invoice())))

@@ -1,0 +1,136 @@
+"""What a webhook costs the database (issue "webhooks at 0.7x the floor"): a
+first delivery for an invoice alone in its order is stored and applied in one
+transaction of at most five data statements; a redelivery is one statement and
+never touches the invoice; a failure still keeps the event with its traceback.
+
+Counted with Django's ``CaptureQueriesContext``: data statements are SELECT,
+INSERT, UPDATE and DELETE (savepoints and transaction control are not data);
+commits are counted on the connection."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from django_payments_ru import services
+from django_payments_ru.models import Invoice, Payment, WebhookEvent
+from django_payments_ru.status import InvoiceStatus
+
+from .helpers import make_invoice, payment_object, post_webhook, webhook_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DATA = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+@dataclass
+class Cost:
+    statements: list[str] = field(default_factory=list)
+    commits: int = 0
+
+    @property
+    def data(self) -> list[str]:
+        return [s for s in self.statements if DATA.match(s)]
+
+    @property
+    def ours(self) -> list[str]:
+        """The app's own statements (the example shop's receivers add theirs)."""
+        return [s for s in self.data if "django_payments_ru_" in s]
+
+    def touching(self, table: str) -> list[str]:
+        return [s for s in self.ours if f"django_payments_ru_{table}" in s]
+
+
+@contextmanager
+def cost() -> Iterator[Cost]:
+    result = Cost()
+    commit = connection.commit
+
+    def counted() -> None:
+        result.commits += 1
+        commit()
+
+    connection.commit = counted  # type: ignore[method-assign]
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            yield result
+    finally:
+        connection.commit = commit  # type: ignore[method-assign]
+    result.statements = [q["sql"] for q in queries.captured_queries]
+
+
+def pending() -> Invoice:
+    invoice = make_invoice("990.00", order_id="")
+    Invoice.objects.filter(pk=invoice.pk).update(
+        status=InvoiceStatus.PENDING, provider_payment_id=f"pay_{invoice.pk}"
+    )
+    return Invoice.objects.get(pk=invoice.pk)
+
+
+def test_a_first_delivery_is_five_statements_in_one_transaction():
+    invoice = pending()
+    body = webhook_body(payment_object(invoice, "succeeded"))
+    client = Client()
+    with cost() as spent:
+        assert post_webhook(client, body).status_code == 200
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert len(spent.ours) <= 5, "\n".join(spent.ours)
+    assert spent.commits == 1
+    # Nothing just written is read back; the invoice is read once, locked.
+    reads = [s for s in spent.ours if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1 and "django_payments_ru_invoice" in reads[0], reads
+
+
+def test_a_redelivery_is_one_statement_and_never_touches_the_invoice():
+    invoice = pending()
+    body = webhook_body(payment_object(invoice, "succeeded"))
+    client = Client()
+    assert post_webhook(client, body).status_code == 200
+    with cost() as spent:
+        assert post_webhook(client, body).status_code == 200
+    assert len(spent.ours) == 1, "\n".join(spent.ours)
+    assert spent.touching("webhookevent") == spent.ours
+    assert not spent.touching("invoice")
+    row = WebhookEvent.objects.get()
+    assert row.deliveries == 2
+    assert Payment.objects.count() == 1
+
+
+def test_a_failed_first_delivery_keeps_the_event_and_its_traceback(monkeypatch):
+    invoice = pending()
+    body = webhook_body(payment_object(invoice, "succeeded"))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "_transition", broken)
+    response = post_webhook(Client(), body)
+    assert response.status_code == 500
+    row = WebhookEvent.objects.get()
+    assert row.status == WebhookEvent.Status.FAILED
+    assert "RuntimeError: the database went away" in row.traceback
+    assert row.attempts == 1
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PENDING
+    assert Payment.objects.count() == 0
+
+    monkeypatch.undo()
+    assert post_webhook(Client(), body).status_code == 200
+    row.refresh_from_db()
+    assert (row.status, row.deliveries, row.attempts) == (
+        WebhookEvent.Status.PROCESSED,
+        2,
+        2,
+    )
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.paid_amount == Decimal("990.00")
