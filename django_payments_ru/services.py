@@ -349,12 +349,21 @@ def checkout_usable(invoice: Invoice, checkout: Checkout | None = None) -> bool:
     return not checkout.has_expired()
 
 
-def _claim_start(invoice: Invoice) -> Checkout | tuple[Operation, bool] | None:
+def _copy_row(target: Invoice, source: Invoice) -> None:
+    """``target`` as ``source`` was read (instead of a second SELECT)."""
+    for f in Invoice._meta.concrete_fields:
+        setattr(target, f.attname, getattr(source, f.attname))
+
+
+def _claim_start(
+    invoice: Invoice,
+) -> Checkout | tuple[Operation, bool] | None:
     """The stored checkout while it is valid; else our claim on the start (and
     whether it takes over one whose caller died); else ``None``: another caller
-    is starting it right now."""
+    is starting it right now. ``invoice`` is left as its locked row was read."""
     with transaction.atomic():
-        locked = _lock(invoice)
+        locked = _locked(Invoice.objects.filter(pk=invoice.pk)).get()
+        _copy_row(invoice, locked)
         if locked.status not in PAYABLE:
             raise InvalidOperation(
                 _("Invoice %(ref)s cannot be paid: it is %(status)s.")
@@ -366,7 +375,8 @@ def _claim_start(invoice: Invoice) -> Checkout | tuple[Operation, bool] | None:
         if existing is not None and checkout_usable(locked, existing):
             return existing
         now = timezone.now()
-        busy = _busy(locked)
+        # Read with the lock: without an operation in flight there is none to find.
+        busy = _busy(locked) if getattr(locked, _IN_FLIGHT) else None
         if busy is not None:
             if busy.kind != Operation.Kind.START:
                 raise OperationInFlight(
@@ -408,13 +418,10 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
     _outside_transaction("start_payment()")
     deadline = time.monotonic() + START_WAIT
     while True:
-        try:
-            claim = _claim_start(invoice)
-        except PaymentsError:
-            invoice.refresh_from_db()  # the caller sees why (paid meanwhile...)
-            raise
+        # The invoice is refreshed from its locked row (the caller sees why
+        # it cannot be paid, or the checkout someone else stored).
+        claim = _claim_start(invoice)
         if isinstance(claim, Checkout):
-            invoice.refresh_from_db()
             return claim
         if claim is not None:
             break
@@ -428,7 +435,6 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
             )
         time.sleep(_POLL)
     operation, recovering = claim
-    invoice.refresh_from_db()
     provider = invoice.get_provider()
 
     def call() -> Checkout:
@@ -439,19 +445,14 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
 
     checkout = _send(operation, call)  # network: outside any transaction
     with transaction.atomic():
-        locked = _lock(invoice)
+        # One locked read and one write of the invoice: the checkout goes in
+        # the UPDATE that moves it to pending.
+        locked = _locked(Invoice.objects.filter(pk=invoice.pk)).get()
         locked.checkout = checkout.to_json()
         if checkout.payment_id:
             locked.provider_payment_id = checkout.payment_id[:128]
         locked.expires_at = checkout.expires_at
-        locked.save(
-            update_fields=[
-                "checkout",
-                "provider_payment_id",
-                "expires_at",
-                "updated_at",
-            ]
-        )
+        stored = ("checkout", "provider_payment_id", "expires_at")
         _settle(operation, Operation.State.CONFIRMED)
         if checkout.payment_id:
             # The provider now holds a payment: that is a fact worth a status.
@@ -465,9 +466,12 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
                     provider_payment_id=checkout.payment_id,
                 ),
                 None,
+                also=stored,
             )
+        else:
+            locked.save(update_fields=[*stored, "updated_at"])
         payable = locked.status in PAYABLE
-    invoice.refresh_from_db()
+    _copy_row(invoice, locked)
     if not payable:
         # Cancelled while the provider was being called (the order was paid by
         # another invoice): the customer is not sent to pay it.
@@ -706,7 +710,10 @@ _APPLIED_FIELDS = [
 
 
 def _transition(
-    invoice: Invoice, event: PaymentEvent, row: WebhookEvent | None
+    invoice: Invoice,
+    event: PaymentEvent,
+    row: WebhookEvent | None,
+    also: tuple[str, ...] = (),
 ) -> tuple[ApplyResult, Decimal]:
     """Apply ``event`` to the locked ``invoice``: the state machine, the money
     rows, the flags. Returns the result and the amount refunded by it."""
@@ -839,7 +846,7 @@ def _transition(
     if target != old:
         invoice.status = target
         invoice.status_changed_at = now
-    invoice.save(update_fields=_APPLIED_FIELDS)
+    invoice.save(update_fields=[*_APPLIED_FIELDS, *also])
     transaction.on_commit(partial(_send_signals, invoice, old, target, event, refunded))
     return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason), refunded
 
@@ -921,11 +928,15 @@ def _apply_locked(
     event: PaymentEvent,
     row: WebhookEvent | None,
     operation: Operation | None = None,
+    also: tuple[str, ...] = (),
 ) -> ApplyResult:
     """Apply ``event`` to ``invoice``, whose row the caller has locked inside a
     transaction, and settle the operations it answers. Signals are queued for
-    after the commit."""
-    result, refunded = _transition(invoice, event, row)
+    after the commit. ``also``: fields the caller changed on ``invoice``,
+    written in the same UPDATE (or alone when the event changes nothing)."""
+    result, refunded = _transition(invoice, event, row, also)
+    if also and result.result is not Result.APPLIED:
+        invoice.save(update_fields=[*also, "updated_at"])
     if result.result in (Result.APPLIED, Result.NOOP):
         # Also on a repeat: a poll may have applied the hold before the
         # notification that names its charge arrived (Life-Pay).

@@ -1,7 +1,9 @@
-"""What a webhook costs the database (issue "webhooks at 0.7x the floor"): a
-first delivery for an invoice alone in its order is stored and applied in one
-transaction of at most five data statements; a redelivery is one statement and
-never touches the invoice; a failure still keeps the event with its traceback.
+"""What the hot paths cost the database: a webhook's first delivery for an
+invoice alone in its order is stored and applied in one transaction of at most
+five data statements; a redelivery is one statement and never touches the
+invoice; a failure still keeps the event with its traceback. A start reads the
+invoice once (locked) before the provider call and once after, and writes it
+once.
 
 Counted with Django's ``CaptureQueriesContext``: data statements are SELECT,
 INSERT, UPDATE and DELETE (savepoints and transaction control are not data);
@@ -134,3 +136,30 @@ def test_a_failed_first_delivery_keeps_the_event_and_its_traceback(monkeypatch):
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
     assert invoice.paid_amount == Decimal("990.00")
+
+
+def test_a_start_reads_the_invoice_twice_and_writes_it_once(monkeypatch):
+    from django_payments_ru.providers.base import Checkout
+    from django_payments_ru.providers.sandbox import Provider
+
+    def start(self, invoice, request=None, *, key=""):
+        return Checkout(method="GET", url="https://pay.example/p", payment_id="p1")
+
+    monkeypatch.setattr(Provider, "start", start)
+    invoice = make_invoice("990.00", order_id="")
+    with cost() as spent:
+        checkout = services.start_payment(invoice)
+    assert checkout.payment_id == "p1"
+    assert invoice.status == InvoiceStatus.PENDING  # the caller's instance is fresh
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert (stored.status, stored.provider_payment_id) == (InvoiceStatus.PENDING, "p1")
+    assert stored.get_checkout() == checkout
+    invoice_sql = spent.touching("invoice")
+    reads = [q for q in invoice_sql if q.lstrip().upper().startswith("SELECT")]
+    writes = [q for q in invoice_sql if q.lstrip().upper().startswith("UPDATE")]
+    assert len(reads) == 2, "\n".join(reads)
+    assert len(writes) == 1, "\n".join(writes)
+    # The claim: inserted, then confirmed (the invoice's reads only ask
+    # whether one is in flight, in the same statement).
+    claims = [q for q in spent.touching("operation") if q not in reads]
+    assert len(claims) == 2, "\n".join(claims)
