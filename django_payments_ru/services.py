@@ -1074,10 +1074,11 @@ def _upsert_event(
         "received_at": timezone.now(),
         "processed_at": None,
     }
-    fields = [meta.get_field("invoice" if n == "invoice_id" else n) for n in values]
+    by_name = {f.attname: f for f in meta.concrete_fields}
+    fields = [by_name[name] for name in values]
     qn = connection.ops.quote_name
     table = qn(meta.db_table)
-    columns = ", ".join(qn(f.column) for f in fields)
+    columns = ", ".join(qn(str(f.column)) for f in fields)
     params = [
         f.get_db_prep_save(values[name], connection)
         for f, name in zip(fields, values, strict=True)

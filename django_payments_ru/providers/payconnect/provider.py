@@ -49,9 +49,9 @@ from ...money import from_minor, to_minor
 from ...status import PAID_STATES
 from ..base import BaseProvider, Capability, Checkout, Option
 from ..payload import load_json_object, webhook_parsing
+from ..ratelimit import RateLimiter
 from ..signing import hmac_sha256_hex, matches_any
 from ..tokens import Token, TokenCache, fingerprint
-from .ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from ...models import Invoice
@@ -219,6 +219,7 @@ class Provider(BaseProvider):
             max_wait=lambda: float(payments_settings.HTTP_MAX_RETRY_AFTER),
             clock=self._now,
             sleep=self._sleep,
+            service="PayConnect",
             provider=self.alias,
             describe=f"at most {limit} requests a minute",
         )
