@@ -319,6 +319,8 @@ def _send(operation: Operation, call: Callable[[], T]) -> T:
 
 def _order_paid_by(invoice: Invoice) -> Invoice | None:
     """Another invoice of ``invoice``'s order that is already paid, if any."""
+    if not invoice.order_key:
+        return None  # alone in its order: not even a query to build
     return (
         invoice.siblings()
         .filter(status__in=PAID_STATES)
@@ -542,19 +544,53 @@ def _locked(qs: Any) -> Any:
     )
 
 
-def _locate_by_ref(event: PaymentEvent, ref: uuid.UUID) -> Invoice | None:
-    """The invoice ``ref`` names, locked, in one statement; for a payment,
-    with the other invoices of its order locked in the same statement, in
-    primary-key order (see :func:`_locate`)."""
-    mine = Q(provider=event.provider, uuid=ref)
-    if event.type is not EventType.PAID:
-        try:
-            return _locked(Invoice.objects.filter(mine)).get()
-        except Invoice.DoesNotExist:
-            return None
+def _by_ref(provider: str, ref: uuid.UUID, paid: bool) -> Any:
+    """The locking lookup of the invoice ``ref`` names; for a payment, with the
+    other invoices of its order, in primary-key order (see :func:`_locate`)."""
+    mine = Q(provider=provider, uuid=ref)
+    if not paid:
+        return _locked(Invoice.objects.filter(mine))
     order = Invoice.objects.filter(mine).exclude(order_key="").values("order_key")[:1]
-    group = _locked(Invoice.objects.filter(mine | Q(order_key__in=Subquery(order))))
-    for invoice in group.order_by("pk"):
+    group = Invoice.objects.filter(mine | Q(order_key__in=Subquery(order)))
+    return _locked(group).order_by("pk")
+
+
+#: The SQL of :func:`_by_ref`, compiled once per database and kind, with the
+#: positions of its provider and reference parameters: on the webhook path,
+#: building the ORM query cost more than running it.
+_BY_REF_SQL: dict[
+    tuple[str, bool], tuple[str, tuple[Any, ...], list[int], list[int]]
+] = {}
+_PROVIDER_SLOT = "\x00payments-ru-provider"
+_REF_SLOT = uuid.UUID("00000000-0000-4000-8000-00000000cafe")
+
+
+def _locate_by_ref(event: PaymentEvent, ref: uuid.UUID) -> Invoice | None:
+    """The invoice ``ref`` names, locked, in one statement (see :func:`_by_ref`)."""
+    using = router.db_for_write(Invoice)
+    paid = event.type is EventType.PAID
+    uuid_field = Invoice._meta.get_field("uuid")
+    connection = connections[using]
+    compiled = _BY_REF_SQL.get((using, paid))
+    if compiled is None:
+        query = _by_ref(_PROVIDER_SLOT, _REF_SLOT, paid).query
+        sql, params = query.get_compiler(using).as_sql()
+        slot = uuid_field.get_db_prep_value(_REF_SLOT, connection)
+        compiled = (
+            sql,
+            tuple(params),
+            [i for i, p in enumerate(params) if p == _PROVIDER_SLOT],
+            [i for i, p in enumerate(params) if p == slot],
+        )
+        _BY_REF_SQL[(using, paid)] = compiled
+    sql, template, providers, refs = compiled
+    params = list(template)
+    for i in providers:
+        params[i] = event.provider
+    value = uuid_field.get_db_prep_value(ref, connection)
+    for i in refs:
+        params[i] = value
+    for invoice in Invoice.objects.db_manager(using).raw(sql, params):
         if invoice.uuid == ref and invoice.provider == event.provider:
             return invoice
     return None
@@ -895,7 +931,7 @@ def _settle_claims(
             _settle(operation, Operation.State.FAILED, result.reason)
     if result.result is not Result.APPLIED:
         return
-    if getattr(invoice, _IN_FLIGHT, True) is False:
+    if not getattr(invoice, _IN_FLIGHT, True):
         return  # read with the lock: nothing was in flight, and nothing can start
     pending = invoice.operations.filter(state=Operation.State.IN_FLIGHT).order_by(
         "created_at", "id"

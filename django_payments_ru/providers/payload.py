@@ -39,7 +39,9 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..exceptions import (
     PaymentsError,
@@ -95,7 +97,7 @@ def unsafe_text(value: str) -> bool:
     return UNSAFE_TEXT.search(value) is not None
 
 
-def check_text(value: str, *, where: str = "", provider: str = "") -> str:
+def check_text(value: str, *, where: str | Promise = "", provider: str = "") -> str:
     """Return ``value``, or raise :class:`WebhookParseError` when it holds NUL,
     a control character or a lone surrogate (``where`` names it in the
     message)."""
@@ -204,6 +206,12 @@ def load_json_object(body: bytes | str, *, provider: str = "") -> dict[str, Any]
     return data
 
 
+#: Named in the message only when a text is refused: translated then, not once
+#: per string of every webhook.
+_A_VALUE = gettext_lazy("a value")
+_A_KEY = gettext_lazy("a key")
+
+
 def check_json_value(
     value: Any, *, provider: str = "", max_depth: int = MAX_DEPTH
 ) -> Any:
@@ -216,7 +224,7 @@ def check_json_value(
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            check_text(item, where=_("a value"), provider=provider)
+            check_text(item, where=_A_VALUE, provider=provider)
         elif item is None or isinstance(item, bool):
             pass
         elif isinstance(item, int):
@@ -251,7 +259,7 @@ def check_json_value(
                             code="invalid_json",
                             provider=provider,
                         )
-                    check_text(key, where=_("a key"), provider=provider)
+                    check_text(key, where=_A_KEY, provider=provider)
                     stack.append((child, depth + 1))
             else:
                 stack.extend((child, depth + 1) for child in item)
