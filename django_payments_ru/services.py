@@ -550,9 +550,13 @@ def _by_ref(provider: str, ref: uuid.UUID, paid: bool) -> Any:
     mine = Q(provider=provider, uuid=ref)
     if not paid:
         return _locked(Invoice.objects.filter(mine))
-    order = Invoice.objects.filter(mine).exclude(order_key="").values("order_key")[:1]
-    group = Invoice.objects.filter(mine | Q(order_key__in=Subquery(order)))
-    return _locked(group).order_by("pk")
+    # Both sides of the OR use an index (the reference's unique one, the
+    # order key's partial one, whose condition is repeated here): a scalar
+    # subquery and "order_key <> ''" let the database combine them instead of
+    # reading the whole table.
+    order = Invoice.objects.filter(mine).order_by().values("order_key")[:1]
+    siblings = ~Q(order_key="") & Q(order_key=Subquery(order))
+    return _locked(Invoice.objects.filter(mine | siblings)).order_by("pk")
 
 
 #: The SQL of :func:`_by_ref`, compiled once per database and kind, with the
