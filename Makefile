@@ -7,6 +7,8 @@ PY := $(BIN)/python
 EXTRAS := test,lint,docs,postgres,redis
 # Touched after a successful install: pip runs again only when setup.py changes.
 STAMP := $(VENV)/.installed-stamp
+# make bench also installs the extra "bench" (gunicorn); make install does not.
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
 MANAGE := $(PY) example_project/manage.py
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -22,7 +24,8 @@ help:
 	@echo "make test              the test suite (SQLite, Celery eager)"
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make docs              the Sphinx documentation, warnings are errors"
-	@echo "make bench             the benchmarks"
+	@echo "make bench             the benchmarks: SQLite, and PostgreSQL when DATABASE_URL"
+	@echo "                       points at it; BENCH_LARGE=1 adds 1,000,000 invoices"
 	@echo "make migrations-check  fail if a model change lacks its migration"
 	@echo "make clean             remove build artefacts, caches, the demo database"
 	@echo "make distclean         clean, and remove $(VENV)"
@@ -58,7 +61,12 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -e ".[$(EXTRAS),bench]"
+	touch $(BENCH_STAMP)
+
+# Figures, not a test: see docs/performance.rst and benchmarks/conftest.py.
+bench: $(BENCH_STAMP)
 	$(BIN)/pytest benchmarks --benchmark-only $(PYTEST_ARGS)
 
 # An in-memory database: the check needs no data and leaves no file behind.

@@ -46,6 +46,8 @@ setup(
             "types-requests>=2.31",
         ],
         "docs": ["sphinx>=7.0"],
+        # make bench: the webhook benchmarks under a real WSGI server.
+        "bench": ["gunicorn>=23.0"],
     },
     classifiers=[
         "Framework :: Django",
