@@ -25,6 +25,8 @@ Each problem has its own id, so a project can silence one it accepts on purpose
 ``payments_ru.E017``      a provider declares a capability without its hook
 ``payments_ru.W003``      the emulators are installed or routed while ``DEBUG`` is off
 ``payments_ru.E018``      the emulator URLs are included without the emulator app
+``payments_ru.W004``      a provider reports a problem the merchant must act on
+                          (a blocked API key)
 ========================  ====================================================
 
 The checks read ``django.conf.settings`` directly rather than through
@@ -53,6 +55,7 @@ __all__ = [
     "check_emulator_not_in_production",
     "check_emulator_urls_have_the_app",
     "check_payments_settings",
+    "check_provider_health",
 ]
 
 _PROVIDERS = f"{SETTING_NAME}['PROVIDERS']"
@@ -468,3 +471,38 @@ def check_emulator_urls_have_the_app(
             id=_id("E", 18),
         )
     ]
+
+
+@register()
+def check_provider_health(
+    app_configs: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """What each configured provider says the merchant must act on now
+    (:meth:`~django_payments_ru.providers.base.BaseProvider.health`: a blocked
+    API key), one warning per problem naming the alias. A provider that cannot
+    be built is reported by the other checks."""
+    from . import registry
+
+    value = getattr(settings, SETTING_NAME, None)
+    providers = value.get("PROVIDERS") if isinstance(value, Mapping) else None
+    if not isinstance(providers, Mapping):
+        return []
+    messages: list[CheckMessage] = []
+    for alias in providers:
+        try:
+            provider = registry.get_provider(alias)
+        except Exception:  # noqa: S112 - a broken alias has its own errors above
+            continue
+        try:
+            problems = provider.health()
+        except Exception as exc:  # a check must report, not crash
+            problems = [f"its health cannot be read ({type(exc).__name__})."]
+        messages += [
+            Warning(
+                f"{_PROVIDERS}[{alias!r}]: {problem}",
+                obj=alias,
+                id=_id("W", 4),
+            )
+            for problem in problems
+        ]
+    return messages

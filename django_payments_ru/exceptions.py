@@ -228,6 +228,16 @@ class WebhookParseError(WebhookError):
     default_code = "malformed_webhook"
 
 
+class EventNotConfirmed(PaymentsError):
+    """The provider's API contradicts a webhook (an unknown transaction, another
+    amount, currency or reference): raised by
+    :meth:`~django_payments_ru.providers.base.BaseProvider.confirm_event`. The
+    stored event is rejected with the message and the invoice it names is
+    flagged; nothing else changes."""
+
+    default_code = "event_not_confirmed"
+
+
 # -- provider API ------------------------------------------------------------
 
 

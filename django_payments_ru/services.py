@@ -17,14 +17,14 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 from django.db import DataError, IntegrityError, connections, router, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
@@ -34,8 +34,9 @@ from django.utils.translation import gettext as _
 
 from . import signals, validation
 from .conf import payments_settings
-from .events import EventType, PaymentEvent
+from .events import EventType, PaymentEvent, check_event
 from .exceptions import (
+    EventNotConfirmed,
     InvalidAmount,
     InvalidInput,
     InvalidOperation,
@@ -62,6 +63,7 @@ from .status import (
 
 logger = logging.getLogger("django_payments_ru")
 T = TypeVar("T")
+_UUID = uuid.UUID  # create_invoice's ``uuid`` argument hides the module
 
 __all__ = [
     "ApplyResult",
@@ -115,6 +117,7 @@ def create_invoice(
     metadata: dict[str, Any] | None = None,
     return_url: str = "",
     order_key: str = "",
+    uuid: _UUID | None = None,
 ) -> Invoice:
     """Create an invoice for ``amount`` to be paid through the provider ``provider``
     (an alias of ``PAYMENTS_RU["PROVIDERS"]``). Validates everything before it
@@ -133,7 +136,11 @@ def create_invoice(
     per attempt): once one of them is paid the others are cancelled, and a
     payment that still arrives on another is applied and flagged as paid twice.
     An order that is already paid takes no new invoice
-    (:class:`~django_payments_ru.exceptions.InvalidOperation`)."""
+    (:class:`~django_payments_ru.exceptions.InvalidOperation`).
+
+    ``uuid`` names the invoice in advance, for a caller that must give the
+    provider the invoice's reference before the row exists (a batch upload);
+    by default a random one is made. A UUID already taken is refused."""
     backend = get_provider(provider)
     code = normalize_currency(currency)
     value = to_amount(amount, code)
@@ -159,6 +166,8 @@ def create_invoice(
     if back:
         # The return view redirects the customer there: the shop's hosts only.
         validation.check_return_url(back)
+    if uuid is not None and not isinstance(uuid, _UUID):
+        raise InvalidInput(_("uuid must be a UUID."), field="uuid")
     invoice = Invoice(
         provider=provider,
         amount=value,
@@ -171,9 +180,28 @@ def create_invoice(
         return_url=back,
         order_key=_limit(order_key, "order_key", 64),
     )
+    if uuid is not None:
+        if Invoice.objects.filter(uuid=uuid).exists():
+            raise InvalidInput(
+                _("An invoice with this uuid already exists."), field="uuid"
+            )
+        invoice.uuid = uuid
     backend.validate_invoice(invoice)
     _refuse_paid_order(invoice)
-    invoice.save()
+    if uuid is None:
+        invoice.save()
+        return invoice
+    try:
+        # The check above is not a lock: two callers racing for one uuid meet
+        # the unique index, and the loser gets the same clear error.
+        with transaction.atomic():
+            invoice.save(force_insert=True)
+    except IntegrityError:
+        if Invoice.objects.filter(uuid=uuid).exists():
+            raise InvalidInput(
+                _("An invoice with this uuid already exists."), field="uuid"
+            ) from None
+        raise
     return invoice
 
 
@@ -1010,7 +1038,6 @@ def _checked(
     its payload redacted and made storable, once; raises
     :class:`~django_payments_ru.exceptions.WebhookParseError` before anything
     is written."""
-    from .events import check_event
     from .providers.payload import check_json_value
 
     # check_event has walked the raw payload; the base's redaction only puts
@@ -1175,7 +1202,9 @@ def receive_webhook_events(provider: BaseProvider, events: list[PaymentEvent]) -
     commits the stored event before processing it, so a failure keeps it."""
     checked = _checked(provider, events)
     using = router.db_for_write(WebhookEvent)
-    if _can_upsert(using):
+    # A webhook to confirm through the API is stored and committed first: the
+    # API is asked outside any transaction (process_webhook_event).
+    if _can_upsert(using) and not provider.confirms_webhooks:
         try:
             with transaction.atomic(using=using):
                 for event, payload in checked:
@@ -1210,26 +1239,93 @@ _ROW_STATUS = {
 }
 
 
+def _confirming_aliases() -> frozenset[str]:
+    """The aliases whose webhooks are confirmed through the API."""
+    from .registry import aliases
+
+    found = set()
+    for alias in aliases():
+        try:
+            provider = get_provider(alias)
+        except ImproperlyConfigured:  # the system checks report it
+            continue
+        if provider.confirms_webhooks:
+            found.add(alias)
+    return frozenset(found)
+
+
+def _skipped(row: WebhookEvent, force: bool) -> bool:
+    return row.is_done and not (force and row.status == WebhookEvent.Status.REJECTED)
+
+
+def _confirm(pk: int, force: bool) -> PaymentEvent | EventNotConfirmed | None:
+    """For a stored event of a provider that confirms its webhooks: ask the
+    API, outside any transaction. The event to apply, the contradiction to
+    record, or None (nothing to confirm). A ProviderError propagates: the
+    event stays failed and retriable."""
+    confirming = _confirming_aliases()
+    if not confirming:
+        return None
+    row = WebhookEvent.objects.filter(pk=pk, provider__in=confirming).first()
+    if row is None or _skipped(row, force):
+        return None
+    event = row.to_event()
+    try:
+        confirmed = get_provider(row.provider).confirm_event(event)
+    except EventNotConfirmed as exc:
+        return exc
+    # The row's identity stays: the API's answer only says what happened.
+    return check_event(
+        replace(confirmed, provider=row.provider, dedupe_id=row.dedupe_id)
+    )
+
+
+def _reject_unconfirmed(
+    row: WebhookEvent, exc: EventNotConfirmed
+) -> tuple[Invoice | None, ApplyResult]:
+    """The API contradicted the webhook: the invoice it names is flagged (a
+    forged or mistaken notification is something the merchant must see) and
+    the event is rejected with the reason; nothing else changes."""
+    reason = _("the provider's API does not confirm this webhook: %(reason)s") % {
+        "reason": exc.message
+    }
+    invoice = _locate(row.to_event(), lock=True)
+    if invoice is not None:
+        _flag(invoice, reason)
+        invoice.save(
+            update_fields=["needs_attention", "attention_reason", "updated_at"]
+        )
+    return invoice, ApplyResult(Result.REJECTED, invoice, reason=reason)
+
+
 def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
     """Process one stored event in one transaction. A processed, ignored or
     rejected event is left alone (``force`` re-runs a rejected one, for the admin's
     "reprocess"). A failure keeps its error and traceback and stays retriable;
-    the error is re-raised."""
+    the error is re-raised.
+
+    The event of a provider that confirms its webhooks
+    (:meth:`~django_payments_ru.providers.base.BaseProvider.confirm_event`) is
+    first confirmed through its API, outside the transaction; the event the
+    API confirms is the one applied."""
     try:
+        confirmed = _confirm(pk, force)
         with transaction.atomic():
             row = WebhookEvent.objects.select_for_update().get(pk=pk)
-            if row.is_done and not (
-                force and row.status == WebhookEvent.Status.REJECTED
-            ):
+            if _skipped(row, force):
                 return row
-            event = row.to_event()
-            invoice = _locate(event, lock=True)
-            if invoice is None:
-                result = ApplyResult(
-                    Result.REJECTED, None, reason=_("no matching invoice")
-                )
+            if isinstance(confirmed, EventNotConfirmed):
+                invoice, result = _reject_unconfirmed(row, confirmed)
+                confirmed = None
             else:
-                result = _apply_locked(invoice, event, row)
+                event = confirmed or row.to_event()
+                invoice = _locate(event, lock=True)
+                if invoice is None:
+                    result = ApplyResult(
+                        Result.REJECTED, None, reason=_("no matching invoice")
+                    )
+                else:
+                    result = _apply_locked(invoice, event, row)
             row.status = _ROW_STATUS[result.result]
             row.result = result.reason
             row.traceback = ""

@@ -138,3 +138,19 @@ def safe_redirect_url(url: str) -> bool:
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+#: Raster image types a provider's QR code may come as inline. SVG is left out:
+#: an inline SVG can carry script and links, and a QR code needs none of it.
+_QR_DATA_URL = re.compile(
+    r"^data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/]+={0,2}$"
+)
+
+
+def safe_image_url(url: str) -> bool:
+    """Whether an image URL a provider answered with (a QR code) may be put in
+    an ``<img>`` of the shop's page: what :func:`safe_redirect_url` accepts, or a
+    base64 ``data:`` URL of a PNG, GIF, JPEG or WebP image."""
+    if isinstance(url, str) and url.startswith("data:"):
+        return bool(_QR_DATA_URL.match(url))
+    return safe_redirect_url(url)

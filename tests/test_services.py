@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -61,6 +62,34 @@ def test_create_invoice_unknown_provider_names_the_setting():
     assert "sandbox" in str(info.value)
     assert isinstance(info.value, ConfigurationError)
     assert Invoice.objects.count() == 0
+
+
+def test_create_invoice_with_a_uuid_named_in_advance():
+    chosen = uuid.uuid4()
+    invoice = services.create_invoice(provider="sandbox", amount="5.00", uuid=chosen)
+    assert Invoice.objects.get(pk=invoice.pk).uuid == chosen
+    with pytest.raises(InvalidInput) as info:
+        services.create_invoice(provider="sandbox", amount="6.00", uuid=chosen)
+    assert info.value.field == "uuid"
+    with pytest.raises(InvalidInput) as info:
+        services.create_invoice(provider="sandbox", amount="6.00", uuid=str(chosen))
+    assert info.value.field == "uuid"
+    assert Invoice.objects.count() == 1
+
+
+def test_create_invoice_uuid_race_meets_the_unique_index(monkeypatch):
+    # Another caller takes the uuid between the check and the insert.
+    chosen = uuid.uuid4()
+
+    def validate(self, invoice):
+        monkeypatch.undo()  # once
+        make_invoice(uuid=chosen)
+
+    monkeypatch.setattr(Sandbox, "validate_invoice", validate)
+    with pytest.raises(InvalidInput) as info:
+        services.create_invoice(provider="sandbox", amount="6.00", uuid=chosen)
+    assert info.value.field == "uuid"
+    assert Invoice.objects.count() == 1
 
 
 def test_create_invoice_large_amounts_are_exact():

@@ -306,6 +306,51 @@ def test_a_non_http_payment_url_is_never_rendered(start: StartSpy) -> None:
     assert "payments-ru-error" in out
 
 
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+    "nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
+
+
+def test_a_qr_code_is_shown_beside_the_link(start: StartSpy) -> None:
+    checkout = Checkout(
+        method="GET",
+        url="https://pay.example.test/x",
+        qr_image=PNG,
+        qr_payload="https://qr.example.test/AD100004",
+    )
+    assert Checkout.from_json(checkout.to_json()) == checkout
+    out = button(store(make_invoice(), checkout))
+    assert f'<img src="{PNG}"' in out
+    assert '<a href="https://qr.example.test/AD100004"' in out
+    assert out.index("</a>") < out.index("<figure")  # the link first
+
+
+@pytest.mark.parametrize(
+    ("image", "payload"),
+    [
+        ("data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=", ""),  # SVG can carry script
+        ("javascript:alert(1)", ""),
+        ("data:text/html;base64,PGI+", ""),
+        (PNG, "javascript:alert(1)"),
+    ],
+)
+def test_an_unsafe_qr_code_is_not_shown(
+    start: StartSpy, image: str, payload: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkout = Checkout(
+        method="GET",
+        url="https://pay.example.test/x",
+        qr_image=image,
+        qr_payload=payload,
+    )
+    with caplog.at_level(logging.WARNING):
+        out = button(store(make_invoice(), checkout))
+    assert "<figure" not in out and "javascript" not in out and "svg" not in out
+    assert '<a href="https://pay.example.test/x"' in out  # the link still works
+    assert "QR code" in caplog.text
+
+
 def test_no_invoice_renders_nothing(start: StartSpy) -> None:
     template = Template("{% load payments_ru %}[{% payment_button order.invoice %}]")
     assert template.render(Context({"order": {"invoice": None}})) == "[]"

@@ -26,6 +26,8 @@ from ..money import format_amount
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise
 
+    from ..providers.base import BaseProvider
+
 logger = logging.getLogger("django_payments_ru")
 
 #: Errors an admin operation reports as a message instead of a server error.
@@ -60,6 +62,17 @@ def _label(invoice: Invoice) -> str:
     reference = invoice.order_id or str(invoice.uuid)[:8]
     return (
         f"{reference} ({_money(invoice.amount, invoice.currency)} {invoice.currency})"
+    )
+
+
+def _provider_label(provider: BaseProvider) -> str:
+    """ "QuantaPay (quantapay)": the name and the alias, which tells two
+    aliases of one provider apart."""
+    name = provider.display_name
+    return (
+        f"{name} ({provider.alias})"
+        if name and name != provider.alias
+        else provider.alias
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
@@ -27,10 +27,17 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from .. import registry
 from ..models import Invoice, Operation, Payment, WebhookEvent
 from ..providers.base import Capability
 from ..validation import safe_redirect_url
-from .base import _money, _preformatted_field, _ReadOnlyInline
+from .base import (
+    _money,
+    _preformatted_field,
+    _provider_label,
+    _ReadOnlyInline,
+    logger,
+)
 from .forms import InvoiceChangeForm
 from .operations import INVOICE_OPERATIONS, OPERATION_ACTIONS, with_operation_actions
 from .pages import InvoicePages
@@ -335,6 +342,30 @@ class InvoiceAdmin(InvoicePages):
 
     # --- the change page ------------------------------------------------------
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        extra["payments_ru_provider_views"] = self.provider_view_links(request)
+        if request.method == "GET":
+            for alias in registry.aliases():
+                self._warn_health(request, alias)
+        return super().changelist_view(request, extra)
+
+    def _warn_health(self, request: HttpRequest, alias: str) -> None:
+        """What the provider says the merchant must act on now
+        (:meth:`~django_payments_ru.providers.base.BaseProvider.health`)."""
+        try:
+            provider = registry.get_provider(alias)
+            problems = provider.health()
+        except ImproperlyConfigured:
+            return
+        except Exception:  # a provider bug must not break the admin
+            logger.exception("The health of %s cannot be read", alias)
+            return
+        for problem in problems:
+            messages.warning(request, f"{_provider_label(provider)}: {problem}")
+
     def change_view(
         self,
         request: HttpRequest,
@@ -346,6 +377,8 @@ class InvoiceAdmin(InvoicePages):
         invoice = self.get_object(request, unquote(object_id))
         if invoice is not None:
             extra.update(self._tools(request, invoice))
+            if request.method == "GET":
+                self._warn_health(request, invoice.provider)
         return super().change_view(request, object_id, form_url, extra)
 
     def _tools(self, request: HttpRequest, invoice: Invoice) -> dict[str, Any]:
@@ -367,6 +400,12 @@ class InvoiceAdmin(InvoicePages):
         except ImproperlyConfigured:
             return context  # nothing can be asked of a provider that is gone
         context.update(
+            # Why an action is missing: "refunds are on-chain transfers".
+            payments_ru_capability_notes=[
+                note
+                for capability, note in provider.capability_notes.items()
+                if not provider.supports(capability)
+            ],
             payments_ru_operations=[
                 {"url": self._url(invoice, "operation", op.name), "label": op.label}
                 for op in INVOICE_OPERATIONS

@@ -28,11 +28,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
+from .. import registry, services
 from ..exceptions import InvalidInput, PaymentsError
 from ..models import Invoice
-from ..providers.base import AdminForm
-from .base import _error_text, _label, _money, logger
+from ..providers.base import AdminForm, BaseProvider, ProviderAdminView
+from .base import _error_text, _label, _money, _provider_label, logger
 from .forms import InvoiceAddForm, RefundForm, _show_error
 from .operations import OPERATIONS_BY_NAME
 
@@ -127,6 +127,11 @@ class InvoicePages(admin.ModelAdmin):
         info = self.opts.app_label, self.opts.model_name
         return [
             path(
+                "provider/<str:alias>/<slug:slug>/",
+                wrap(self.provider_view),
+                name="{}_{}_provider_view".format(*info),
+            ),
+            path(
                 "<path:object_id>/refund/",
                 wrap(self.refund_view),
                 name="{}_{}_refund".format(*info),
@@ -143,6 +148,76 @@ class InvoicePages(admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    # --- the providers' own pages (BaseProvider.admin_views) ---------------------
+
+    def _provider_views(
+        self, request: HttpRequest
+    ) -> list[tuple[BaseProvider, ProviderAdminView]]:
+        """Every provider page the user may see, alias by alias."""
+        found = []
+        for alias in registry.aliases():
+            try:
+                provider = registry.get_provider(alias)
+                views = provider.admin_views()
+            except ImproperlyConfigured:
+                continue  # the system checks report it
+            except Exception:  # a provider bug must not break the invoice list
+                logger.exception("The admin pages of %s cannot be listed", alias)
+                continue
+            found += [
+                (provider, spec)
+                for spec in views
+                if request.user.has_perm(spec.permission)
+            ]
+        return found
+
+    def provider_view_links(self, request: HttpRequest) -> list[dict[str, str]]:
+        return [
+            {
+                "url": reverse(
+                    f"admin:{self.opts.app_label}_{self.opts.model_name}_provider_view",
+                    args=[provider.alias, spec.slug],
+                    current_app=self.admin_site.name,
+                ),
+                "label": f"{_provider_label(provider)}: {spec.title}",
+            }
+            for provider, spec in self._provider_views(request)
+        ]
+
+    def provider_view(
+        self, request: HttpRequest, alias: str, slug: str
+    ) -> HttpResponse:
+        """One page of :meth:`~BaseProvider.admin_views`, for one alias."""
+        try:
+            provider = registry.get_provider(alias)
+        except ImproperlyConfigured:
+            raise Http404(_("No such payment provider.")) from None
+        spec = next((v for v in provider.admin_views() if v.slug == slug), None)
+        if spec is None:
+            raise Http404(_("No such page."))
+        if not request.user.has_perm(spec.permission) or (
+            request.method not in ("GET", "HEAD")
+            and not self.has_change_permission(request)
+        ):
+            raise PermissionDenied
+        answer = spec.view(request, provider)
+        if isinstance(answer, HttpResponse):
+            return answer
+        title = f"{_provider_label(provider)}: {spec.title}"
+        context = self._page_context(
+            request, None, title, forms.Media(), provider=provider, **answer
+        )
+        context["changelist_url"] = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+            current_app=self.admin_site.name,
+        )
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            spec.template or "admin/django_payments_ru/provider_page.html",
+            context,
+        )
 
     def operation_view(
         self, request: HttpRequest, object_id: str, operation: str

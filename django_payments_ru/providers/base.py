@@ -104,6 +104,12 @@ class Checkout:
     payment_id: str = ""
     #: When the provider's payment page stops accepting the payment.
     expires_at: datetime | None = None
+    #: A QR code the customer can scan with a phone to pay (an SBP payment, for
+    #: example): an image URL (``https:`` or a ``data:image/...`` URL). The pay
+    #: button shows it beside the link.
+    qr_image: str = ""
+    #: The link the QR code encodes (shown as a link under the image).
+    qr_payload: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in ("GET", "POST"):
@@ -132,6 +138,8 @@ class Checkout:
             "fields": [[name, value] for name, value in self.fields.items()],
             "payment_id": self.payment_id,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "qr_image": self.qr_image,
+            "qr_payload": self.qr_payload,
         }
 
     @classmethod
@@ -143,6 +151,8 @@ class Checkout:
             fields=dict(data.get("fields") or {}),
             payment_id=data.get("payment_id", ""),
             expires_at=datetime.fromisoformat(expires) if expires else None,
+            qr_image=data.get("qr_image", ""),
+            qr_payload=data.get("qr_payload", ""),
         )
 
 
@@ -212,6 +222,44 @@ _MISSING = object()
 
 
 @dataclass(frozen=True)
+class ProviderAdminView:
+    """A page a provider adds to the admin, once per alias (balances, a batch
+    upload, a "the key was re-indexed" button).
+
+    Returned by :meth:`BaseProvider.admin_views`. The invoice admin serves it at
+    ``<admin>/django_payments_ru/invoice/provider/<alias>/<slug>/`` (URL name
+    ``admin:django_payments_ru_invoice_provider_view``, arguments alias and
+    slug), links it from the invoice list, and calls ``view(request,
+    provider)`` outside any database transaction, for users with
+    ``permission`` (a POST also needs ``django_payments_ru.change_invoice``;
+    CSRF is checked by the admin). The view returns a dict, rendered with
+    ``template`` (which extends ``admin/django_payments_ru/provider_page.html``
+    and fills its ``provider_content`` block) and the admin's context plus
+    ``title`` and ``provider``; or an :class:`~django.http.HttpResponse` (a
+    redirect after a POST, with :mod:`django.contrib.messages` for the
+    feedback).
+    """
+
+    #: Part of the page's URL: letters, digits, ``-`` and ``_``.
+    slug: str
+    #: The link on the invoice list (after the provider's name) and the title.
+    title: _StrOrPromise
+    #: ``view(request, provider) -> dict | HttpResponse``; see above.
+    view: Callable[[HttpRequest, BaseProvider], HttpResponse | dict[str, Any]]
+    #: The template a dict answer is rendered with.
+    template: str = ""
+    #: The permission needed to see the page.
+    permission: str = "django_payments_ru.view_invoice"
+
+    def __post_init__(self) -> None:
+        if not _ADMIN_FORM_SLUG.match(self.slug):
+            raise ValueError(
+                f"ProviderAdminView.slug {self.slug!r} may hold only letters, "
+                "digits, '-' and '_'."
+            )
+
+
+@dataclass(frozen=True)
 class Option:
     """One entry of a provider's ``OPTIONS``."""
 
@@ -250,6 +298,12 @@ class BaseProvider:
     #: or expiry of an attempt that is no longer the invoice's current one as
     #: stale (recorded, never applied), so it cannot fail the newer attempt.
     payment_per_attempt: ClassVar[bool] = False
+    #: Whether a webhook must be confirmed through the provider's API before it
+    #: is applied (:meth:`confirm_event`): its body proves nothing by itself.
+    confirms_webhooks: ClassVar[bool] = False
+    #: Why a capability is not offered, shown by the admin where its action
+    #: would be (``{Capability.REFUND: _("Refunds are ...")}``).
+    capability_notes: ClassVar[Mapping[Capability, str]] = {}
 
     # --- what the docs' feature matrix shows (generated from these) ---------
 
@@ -421,6 +475,27 @@ class BaseProvider:
             error.code, status=error.http_status, content_type="text/plain"
         )
 
+    def confirm_event(self, event: PaymentEvent) -> PaymentEvent:
+        """Confirm a webhook's event through the provider's API, for a provider
+        whose webhooks prove nothing by themselves (``confirms_webhooks =
+        True``: a body without a signature, a shared key sent in clear).
+
+        The services call it for every event parsed from a webhook (never for
+        polls or API answers), outside any database transaction, after the
+        event is stored and before it is applied, and apply the event it
+        returns: typically rebuilt from the API's answer (its amount, currency
+        and reference), with the same ``dedupe_id``. The same runs when a
+        stored event is processed again.
+
+        Raise :class:`~django_payments_ru.exceptions.EventNotConfirmed` when
+        the API contradicts the webhook: the event is rejected with the message
+        and the invoice it names is flagged. Raise a
+        :class:`~django_payments_ru.exceptions.ProviderError` when the API
+        cannot be asked: the event stays stored as failed, retriable (the next
+        delivery, the admin's "reprocess", a status refresh pays the invoice
+        meanwhile), and the webhook is answered as failed."""
+        return event
+
     def fetch_status(self, invoice: Invoice) -> PaymentEvent | None:
         """Ask the provider where the payment stands (``None`` = nothing known)."""
         raise NotSupported(
@@ -480,6 +555,19 @@ class BaseProvider:
         return []
 
     # --- shared helpers -----------------------------------------------------
+
+    def admin_views(self) -> list[ProviderAdminView]:
+        """The pages this alias adds to the admin (see
+        :class:`ProviderAdminView`); none by default."""
+        return []
+
+    def health(self) -> list[str]:
+        """Problems the merchant must act on now (a blocked API key), each a
+        sentence saying what to do. Shown on the admin's invoice list and on
+        the pages of this alias's invoices, and by ``manage.py check`` as
+        warning ``payments_ru.W004``. Cheap: a cache read, never a call to the
+        provider. None by default."""
+        return []
 
     def redact_payload(self, payload: Any) -> Any:
         """``payload`` without :attr:`secret_payload_keys`, at any depth."""

@@ -32,7 +32,7 @@ from ..exceptions import PaymentsError
 from ..models import Invoice
 from ..providers.base import Checkout
 from ..status import PAYABLE
-from ..validation import safe_redirect_url
+from ..validation import safe_image_url, safe_redirect_url
 
 logger = logging.getLogger("django_payments_ru")
 register = template.Library()
@@ -52,6 +52,21 @@ def _checkout(invoice: Invoice, request: Any) -> Checkout:
     if checkout is not None and services.checkout_usable(invoice, checkout):
         return checkout
     return services.start_payment(invoice, request)
+
+
+def _qr(invoice: Invoice, checkout: Checkout) -> dict[str, str] | None:
+    if not checkout.qr_image:
+        return None
+    payload = checkout.qr_payload
+    if not safe_image_url(checkout.qr_image) or (
+        payload and not safe_redirect_url(payload)
+    ):
+        logger.warning(
+            "Invoice %s: the provider's QR code is not a safe image or link; not shown",
+            invoice.uuid,
+        )
+        return None
+    return {"image": checkout.qr_image, "payload": payload}
 
 
 @register.simple_tag(takes_context=True)
@@ -102,6 +117,9 @@ def payment_button(
     values.update(
         state="checkout",
         checkout=checkout,
+        # A QR code only when both halves are safe to show; a bad one is dropped,
+        # the link still works.
+        qr=_qr(invoice, checkout),
         # A list of pairs: a template lookup of ``fields.items`` would return a
         # field named "items" instead of calling the method.
         fields=list(checkout.fields.items()),
