@@ -28,11 +28,12 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 from django.db import DataError, IntegrityError, connections, router, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
+from django.db.models.sql import Query
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import signals, validation
+from . import rows, signals, validation
 from .conf import payments_settings
 from .events import EventType, PaymentEvent, check_event
 from .exceptions import (
@@ -283,7 +284,7 @@ def _settle(operation: Operation, state: str, reason: str = "") -> None:
     operation.reason = str(reason)[:2000]
     operation.lease_until = None
     operation.settled_at = timezone.now()
-    operation.save(update_fields=["state", "reason", "lease_until", "settled_at"])
+    rows.update(operation, ["state", "reason", "lease_until", "settled_at"])
 
 
 #: Errors after which the provider certainly did nothing: the claim is released.
@@ -392,7 +393,7 @@ def _claim_start(
     whether it takes over one whose caller died); else ``None``: another caller
     is starting it right now. ``invoice`` is left as its locked row was read."""
     with transaction.atomic():
-        locked = _locked(Invoice.objects.filter(pk=invoice.pk)).get()
+        locked = _locked_invoice(invoice.pk)
         _copy_row(invoice, locked)
         if locked.status not in PAYABLE:
             raise InvalidOperation(
@@ -477,7 +478,7 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
     with transaction.atomic():
         # One locked read and one write of the invoice: the checkout goes in
         # the UPDATE that moves it to pending.
-        locked = _locked(Invoice.objects.filter(pk=invoice.pk)).get()
+        locked = _locked_invoice(invoice.pk)
         locked.checkout = checkout.to_json()
         if checkout.payment_id:
             locked.provider_payment_id = checkout.payment_id[:128]
@@ -499,7 +500,7 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
                 also=stored,
             )
         else:
-            locked.save(update_fields=[*stored, "updated_at"])
+            rows.update(locked, [*stored, "updated_at"])
         payable = locked.status in PAYABLE
     _copy_row(invoice, locked)
     if not payable:
@@ -587,54 +588,116 @@ def _by_ref(provider: str, ref: uuid.UUID, paid: bool) -> Any:
     return _locked(Invoice.objects.filter(mine | siblings)).order_by("pk")
 
 
-#: The SQL of :func:`_by_ref`, compiled once per database and kind, with the
-#: positions of its provider and reference parameters: on the webhook path,
-#: building the ORM query cost more than running it.
-_BY_REF_SQL: dict[
-    tuple[str, bool], tuple[str, tuple[Any, ...], list[int], list[int]]
+#: The locking lookups of the hot paths (:func:`_by_ref`, by primary key),
+#: compiled once per database and kind with the positions of their parameters:
+#: building the ORM query cost more than running it. Each is run with sentinel
+#: values standing for the parameters (``_SLOTS``), found again in the
+#: compiled parameters.
+_LOCKED_SQL: dict[
+    tuple[Any, ...], tuple[str, tuple[Any, ...], dict[str, list[int]]]
 ] = {}
-_PROVIDER_SLOT = "\x00payments-ru-provider"
-_REF_SLOT = uuid.UUID("00000000-0000-4000-8000-00000000cafe")
+_SLOTS: dict[str, tuple[str, Any]] = {
+    # name: (the Invoice field that prepares it, the sentinel)
+    "provider": ("provider", "\x00payments-ru-provider"),
+    "ref": ("uuid", uuid.UUID("00000000-0000-4000-8000-00000000cafe")),
+    "pk": ("id", -7_201_594_551),
+}
+
+
+def _locked_invoices(
+    kind: tuple[Any, ...], build: Callable[..., Any], **values: Any
+) -> list[Invoice]:
+    """The rows of the locking lookup ``build(**values)`` (an annotated
+    :func:`_locked` queryset of invoices), through its compiled SQL."""
+    using = router.db_for_write(Invoice)
+    connection = connections[using]
+    key = (using, *kind)
+    compiled = _LOCKED_SQL.get(key)
+    if compiled is None:
+        query = build(**{name: _SLOTS[name][1] for name in values}).query
+        sql, params = query.get_compiler(using).as_sql()
+        positions = {}
+        for name in values:
+            field, sentinel = _SLOTS[name]
+            slot = rows.field(Invoice, field).get_db_prep_value(sentinel, connection)
+            positions[name] = [i for i, p in enumerate(params) if p == slot]
+            if not positions[name]:
+                raise AssertionError(f"{name} is not a parameter of {sql}")
+        compiled = _LOCKED_SQL[key] = (sql, tuple(params), positions)
+    sql, template, positions = compiled
+    params = list(template)
+    for name, value in values.items():
+        prepared = rows.field(Invoice, _SLOTS[name][0]).get_db_prep_value(
+            value, connection
+        )
+        for i in positions[name]:
+            params[i] = prepared
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+        shape = _ROW_SHAPE.get(key)
+        if shape is None:
+            shape = _ROW_SHAPE[key] = _row_shape(
+                using, [d[0] for d in cursor.description]
+            )
+    names, converters, in_flight = shape
+    if converters:
+        found = Query(Invoice).get_compiler(using).apply_converters(found, converters)
+    invoices = []
+    for values_ in found:
+        invoice = Invoice.from_db(using, names, values_[:in_flight])
+        setattr(invoice, _IN_FLIGHT, bool(values_[in_flight]))
+        invoices.append(invoice)
+    return invoices
+
+
+#: How to read a row of a :data:`_LOCKED_SQL` lookup: the invoice's field
+#: names, their converters, and the position of the in-flight flag.
+_ROW_SHAPE: dict[tuple[Any, ...], tuple[list[str], dict[int, Any], int]] = {}
+
+
+def _row_shape(using: str, columns: list[str]) -> tuple[list[str], dict[int, Any], int]:
+    meta = Invoice._meta
+    by_column = {f.column: f for f in meta.concrete_fields}
+    fields = [by_column[name] for name in columns[:-1]]
+    if columns[-1] != _IN_FLIGHT or len(fields) != len(meta.concrete_fields):
+        raise AssertionError(f"unexpected columns of the invoice lookup: {columns}")
+    compiler = Query(Invoice).get_compiler(using)
+    converters = compiler.get_converters([f.get_col(meta.db_table) for f in fields])
+    return [f.attname for f in fields], converters, len(fields)
+
+
+def _locked_invoice(pk: int) -> Invoice:
+    """The invoice ``pk``, locked, with the in-flight flag, in one statement."""
+    rows = _locked_invoices(
+        ("pk",), lambda pk: _locked(Invoice.objects.filter(pk=pk)), pk=pk
+    )
+    if not rows:
+        raise Invoice.DoesNotExist(f"No invoice {pk}")
+    return rows[0]
 
 
 def _locate_by_ref(event: PaymentEvent, ref: uuid.UUID) -> Invoice | None:
     """The invoice ``ref`` names, locked, in one statement (see :func:`_by_ref`)."""
-    using = router.db_for_write(Invoice)
     paid = event.type is EventType.PAID
-    uuid_field = Invoice._meta.get_field("uuid")
-    connection = connections[using]
-    compiled = _BY_REF_SQL.get((using, paid))
-    if compiled is None:
-        query = _by_ref(_PROVIDER_SLOT, _REF_SLOT, paid).query
-        sql, params = query.get_compiler(using).as_sql()
-        slot = uuid_field.get_db_prep_value(_REF_SLOT, connection)
-        compiled = (
-            sql,
-            tuple(params),
-            [i for i, p in enumerate(params) if p == _PROVIDER_SLOT],
-            [i for i, p in enumerate(params) if p == slot],
-        )
-        _BY_REF_SQL[(using, paid)] = compiled
-    sql, template, providers, refs = compiled
-    params = list(template)
-    for i in providers:
-        params[i] = event.provider
-    value = uuid_field.get_db_prep_value(ref, connection)
-    for i in refs:
-        params[i] = value
-    for invoice in Invoice.objects.db_manager(using).raw(sql, params):
+    for invoice in _locked_invoices(
+        ("ref", paid),
+        lambda provider, ref: _by_ref(provider, ref, paid),
+        provider=event.provider,
+        ref=ref,
+    ):
         if invoice.uuid == ref and invoice.provider == event.provider:
             return invoice
     return None
 
 
 def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
-    qs = Invoice.objects.filter(provider=event.provider)
     ref = _ref(event)
     if lock and ref is not None:
         found = _locate_by_ref(event, ref)
         if found is not None:
             return found
+    qs = Invoice.objects.filter(provider=event.provider)
     if lock and event.type is EventType.PAID:
         # A payment locks its whole order, always in primary-key order, so that
         # two invoices of one order paid at the same instant are applied one
@@ -845,15 +908,17 @@ def _transition(
     if event.type is EventType.PAID:
         invoice.paid_amount = max(invoice.paid_amount, invoice.amount)
         invoice.paid_at = event.occurred_at or now
-        Payment.objects.create(
-            invoice=invoice,
-            kind=Payment.Kind.CHARGE,
-            amount=invoice.amount,
-            currency=invoice.currency,
-            event=row,
-            source=source,
-            provider_payment_id=event.provider_payment_id
-            or invoice.provider_payment_id,
+        rows.insert(
+            Payment(
+                invoice=invoice,
+                kind=Payment.Kind.CHARGE,
+                amount=invoice.amount,
+                currency=invoice.currency,
+                event=row,
+                source=source,
+                provider_payment_id=event.provider_payment_id
+                or invoice.provider_payment_id,
+            )
         )
         other = _order_paid_by(invoice)
         if other is not None:
@@ -914,7 +979,7 @@ def _transition(
     if target != old:
         invoice.status = target
         invoice.status_changed_at = now
-    invoice.save(update_fields=[*_APPLIED_FIELDS, *also])
+    rows.update(invoice, [*_APPLIED_FIELDS, *also])
     transaction.on_commit(partial(_send_signals, invoice, old, target, event, refunded))
     return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason), refunded
 
@@ -1124,10 +1189,10 @@ def _can_upsert(using: str) -> bool:
 
 def _upsert_event(
     using: str, alias: str, event: PaymentEvent, payload: Any
-) -> tuple[int, str, int]:
+) -> tuple[int, str, int, int]:
     """Store ``event``, or count one more delivery of the stored one, in one
-    statement; returns the row's ``(pk, status, deliveries)`` (1 delivery: it
-    is new)."""
+    statement; returns the row's ``(pk, status, deliveries, attempts)`` (1
+    delivery: it is new)."""
     connection = connections[using]
     meta = WebhookEvent._meta
     values = {
@@ -1161,29 +1226,35 @@ def _upsert_event(
         f"INSERT INTO {table} ({columns}) VALUES ({holders}) "  # noqa: S608
         f"ON CONFLICT ({qn('provider')}, {qn('dedupe_id')}) DO UPDATE SET "
         f"{deliveries} = {table}.{deliveries} + 1 "
-        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}"
+        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}, {qn('attempts')}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        pk, status, count = cursor.fetchone()
-    return int(pk), str(status), int(count)
+        pk, status, count, attempts = cursor.fetchone()
+    return int(pk), str(status), int(count), int(attempts)
 
 
-def _process_new(pk: int, event: PaymentEvent) -> None:
-    """Apply ``event``, just stored as row ``pk`` in this transaction: the
-    invoice locked, the change written, the row's outcome in one UPDATE."""
+def _process_new(pk: int, event: PaymentEvent, attempts: int) -> None:
+    """Apply ``event``, just stored (or redelivered) as row ``pk`` in this
+    transaction, which made ``attempts`` before: the invoice locked, the change
+    written, the row's outcome in one UPDATE."""
     invoice = _locate(event, lock=True)
     if invoice is None:
         result = ApplyResult(Result.REJECTED, None, reason=_("no matching invoice"))
     else:
         result = _apply_locked(invoice, event, WebhookEvent(pk=pk))
-    WebhookEvent.objects.filter(pk=pk).update(
-        status=_ROW_STATUS[result.result],
-        result=result.reason,
-        traceback="",
-        invoice=invoice,
-        attempts=F("attempts") + 1,
-        processed_at=timezone.now(),
+    rows.update_by_pk(
+        WebhookEvent,
+        pk,
+        {
+            "status": _ROW_STATUS[result.result],
+            "result": result.reason,
+            "traceback": "",
+            "invoice": None if invoice is None else invoice.pk,
+            # The upsert locked the row: no other process counts meanwhile.
+            "attempts": attempts + 1,
+            "processed_at": timezone.now(),
+        },
     )
 
 
@@ -1208,11 +1279,11 @@ def receive_webhook_events(provider: BaseProvider, events: list[PaymentEvent]) -
         try:
             with transaction.atomic(using=using):
                 for event, payload in checked:
-                    pk, status, _count = _upsert_event(
+                    pk, status, _count, attempts = _upsert_event(
                         using, provider.alias, event, payload
                     )
                     if status not in WebhookEvent.DONE:
-                        _process_new(pk, event)
+                        _process_new(pk, event, attempts)
             return True
         except Exception:  # rolled back: the two-step path stores and retries it
             logger.info(

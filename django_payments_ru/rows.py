@@ -1,0 +1,137 @@
+"""Single-row writes of the hot paths, their SQL compiled once per model,
+columns and database.
+
+The webhook path writes three rows per first delivery (the inbox row, the
+payment, the invoice); the ORM builds each statement anew (expressions,
+compilers, converters), which costs more than the statement itself on a fast
+database. These helpers write the same columns with the same values, prepared
+by each field (``get_db_prep_save``, ``pre_save`` for ``auto_now``), through
+SQL built once. Model signals are honoured: while a ``pre_save`` or
+``post_save`` receiver is connected for the model (an audit log, a history
+app), the helpers go through ``Model.save`` as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Field, Model
+from django.db.models.signals import post_save, pre_save
+
+_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def field(model: type[Model], name: str) -> Field[Any, Any]:
+    """The concrete field ``name`` of ``model`` (not a reverse relation)."""
+    found = model._meta.get_field(name)
+    if not isinstance(found, Field) or found.column is None:
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return found
+
+
+def _update_sql(
+    connection: Any, model: type[Model], concrete: Sequence[Field[Any, Any]]
+) -> str:
+    qn = connection.ops.quote_name
+    meta = model._meta
+    sets = ", ".join(f"{qn(str(f.column))} = %s" for f in concrete)
+    # Identifiers from the model's meta, quoted; every value is a parameter.
+    return (
+        f"UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
+        f"WHERE {qn(str(meta.pk.column if meta.pk else 'id'))} = %s"
+    )
+
+
+def _watched(model: type[Model]) -> bool:
+    """Whether a receiver listens for the model's saves."""
+    return pre_save.has_listeners(model) or post_save.has_listeners(model)
+
+
+def _compiled(key: tuple[Any, ...], build: Any) -> str:
+    sql = _SQL.get(key)
+    if sql is None:
+        sql = _SQL[key] = build()
+    return sql
+
+
+def update(instance: Model, fields: Sequence[str]) -> None:
+    """``instance.save(update_fields=fields)``, by primary key.
+
+    The row must exist (the caller holds its lock): an update of nothing is
+    not reported, as ``save`` would by raising ``DatabaseError``."""
+    model = type(instance)
+    fields = tuple(dict.fromkeys(fields))  # a set, as save() takes it, in order
+    if _watched(model):
+        instance.save(update_fields=fields)
+        return
+    using = instance._state.db or router.db_for_write(model)
+    connection = connections[using]
+    concrete = [field(model, name) for name in fields]
+    sql = _compiled(
+        ("update", model, fields, connection.alias),
+        lambda: _update_sql(connection, model, concrete),
+    )
+    params = [
+        f.get_db_prep_save(f.pre_save(instance, False), connection) for f in concrete
+    ]
+    params.append(instance.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def insert(instance: Model) -> None:
+    """``instance.save(force_insert=True)`` for a model whose primary key is
+    made by the database, without reading the new key back (the caller does
+    not need it). Defaults and ``auto_now_add`` are applied as ``save``
+    applies them."""
+    model = type(instance)
+    if _watched(model):
+        instance.save(force_insert=True)
+        return
+    using = router.db_for_write(model)
+    connection = connections[using]
+    meta = model._meta
+    fields = [
+        f
+        for f in meta.local_concrete_fields
+        if f is not meta.auto_field and not getattr(f, "generated", False)
+    ]
+
+    def build() -> str:
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(str(f.column)) for f in fields)
+        holders = ", ".join(["%s"] * len(fields))
+        return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({holders})"  # noqa: S608
+
+    sql = _compiled(("insert", model, connection.alias), build)
+    params = [
+        f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    instance._state.adding = False
+    instance._state.db = using
+
+
+def update_by_pk(
+    model: type[Model], pk: Any, values: Mapping[str, Any], using: str | None = None
+) -> None:
+    """``model.objects.filter(pk=pk).update(**values)`` where every value is
+    plain (no expression): no signals, as with ``QuerySet.update``."""
+    using = using or router.db_for_write(model)
+    connection = connections[using]
+    names = tuple(values)
+    concrete = [field(model, name) for name in names]
+    sql = _compiled(
+        ("update", model, names, connection.alias),
+        lambda: _update_sql(connection, model, concrete),
+    )
+    params: list[Any] = [
+        f.get_db_prep_save(values[name], connection)
+        for f, name in zip(concrete, names, strict=True)
+    ]
+    params.append(pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

@@ -1,0 +1,92 @@
+"""The hot paths' compiled single-row writes (``django_payments_ru.rows``):
+the same columns and values as ``Model.save``, and model signals still sent
+while someone listens."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_save, pre_save
+from django.test.utils import CaptureQueriesContext
+
+from django_payments_ru import rows
+from django_payments_ru.models import Invoice, Payment
+from django_payments_ru.status import InvoiceStatus
+from tests.helpers import make_invoice, payment_object, post_webhook, webhook_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_update_writes_the_named_columns_once_each() -> None:
+    invoice = make_invoice("10.00")
+    before = Invoice.objects.get(pk=invoice.pk).updated_at
+    invoice.description = "changed"
+    invoice.customer_email = "not-written@example.com"
+    with CaptureQueriesContext(connection) as queries:
+        rows.update(invoice, ["description", "updated_at", "description"])
+    (sql,) = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
+    assert sql.count("description") == 1  # a set, as save() takes it
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert stored.description == "changed"
+    assert stored.customer_email == ""  # not named: not written
+    assert stored.updated_at > before  # auto_now, as save() sets it
+
+
+def test_insert_applies_defaults_and_auto_now_add() -> None:
+    invoice = make_invoice("10.00")
+    payment = Payment(
+        invoice=invoice,
+        kind=Payment.Kind.CHARGE,
+        amount=Decimal("10.00"),
+        currency="RUB",
+        source="test:1",
+    )
+    rows.insert(payment)
+    stored = Payment.objects.get()
+    assert (stored.invoice_id, stored.amount, stored.source) == (
+        invoice.pk,
+        Decimal("10.00"),
+        "test:1",
+    )
+    assert stored.created_at is not None and stored.event_id is None
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, Any]] = []
+
+    def __call__(self, sender: Any, instance: Any, **kwargs: Any) -> None:
+        self.seen.append(
+            (
+                "post" if kwargs.get("signal") is post_save else "pre",
+                sender.__name__,
+                kwargs.get("update_fields"),
+            )
+        )
+
+
+@pytest.mark.parametrize("signal", [pre_save, post_save])
+def test_a_webhook_still_sends_model_signals_to_a_listener(
+    client: Any, signal: Any
+) -> None:
+    # An audit log or a history app listens for saves: they must see the
+    # payment and the invoice's change, as with Model.save.
+    invoice = make_invoice("100.00")
+    listener = Listener()
+    signal.connect(listener, sender=Invoice, weak=False)
+    signal.connect(listener, sender=Payment, weak=False)
+    try:
+        body = webhook_body(payment_object(invoice), event_id="evt_signals")
+        assert post_webhook(client, body).status_code == 200
+    finally:
+        signal.disconnect(listener, sender=Invoice)
+        signal.disconnect(listener, sender=Payment)
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    senders = [sender for _, sender, _ in listener.seen]
+    assert "Payment" in senders and "Invoice" in senders
+    (fields,) = [f for _, sender, f in listener.seen if sender == "Invoice"]
+    assert "status" in fields and "paid_amount" in fields
