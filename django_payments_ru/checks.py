@@ -474,9 +474,7 @@ def check_emulator_urls_have_the_app(
 
 
 @register()
-def check_provider_health(
-    app_configs: Any = None, **kwargs: Any
-) -> list[CheckMessage]:
+def check_provider_health(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """What each configured provider says the merchant must act on now
     (:meth:`~django_payments_ru.providers.base.BaseProvider.health`: a blocked
     API key), one warning per problem naming the alias. A provider that cannot

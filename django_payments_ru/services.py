@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -1448,6 +1448,42 @@ def refresh_invoice(invoice: Invoice) -> Invoice:
     if event is not None:
         apply_event(event)
     return _fresh(invoice)
+
+
+def refresh_invoices(invoices: Iterable[Invoice]) -> list[Invoice]:
+    """:func:`refresh_invoice` for many invoices, in as few provider calls as
+    each provider allows: an alias with ``Capability.BATCH_STATUS`` is asked
+    once for all of its invoices
+    (:meth:`~django_payments_ru.providers.base.BaseProvider.fetch_statuses`:
+    Love&Pay reads its list of pending invoices), the others one invoice at a
+    time; an alias that can do neither is skipped. Each answer is applied as
+    its own change (one locked transaction per event, as a webhook's), so a
+    failure leaves the others applied. Returns the invoices, fresh, in the
+    order given."""
+    _outside_transaction("refresh_invoices()")
+    pks = [invoice.pk for invoice in invoices]
+    by_alias: dict[str, list[Invoice]] = {}
+    for invoice in _reread(pks):
+        by_alias.setdefault(invoice.provider, []).append(invoice)
+    for alias, group in by_alias.items():
+        provider = get_provider(alias)
+        events: list[PaymentEvent | None]
+        if provider.supports(Capability.BATCH_STATUS):
+            events = list(provider.fetch_statuses(group))
+        elif provider.supports(Capability.STATUS):
+            events = [provider.fetch_status(invoice) for invoice in group]
+        else:
+            continue
+        for event in events:
+            if event is not None:
+                apply_event(event)
+    return _reread(pks)
+
+
+def _reread(pks: list[int]) -> list[Invoice]:
+    """The invoices ``pks`` as stored now, in that order (batched reads)."""
+    found = Invoice.objects.in_bulk(pks)
+    return [found[pk] for pk in pks if pk in found]
 
 
 #: The invoice fields a provider may change once it has accepted the change

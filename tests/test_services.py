@@ -287,3 +287,41 @@ def test_cancel_a_failed_payment_locally_without_asking_the_provider():
     cancel.assert_not_called()
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.CANCELLED
+
+
+def test_refresh_invoices_asks_each_invoice_without_batch_status(monkeypatch):
+    paid, waiting = make_invoice("10.00"), make_invoice("20.00")
+    asked = []
+
+    def fetch_status(self, invoice):
+        asked.append(invoice.pk)
+        return event(invoice, EventType.PAID) if invoice.pk == paid.pk else None
+
+    monkeypatch.setattr(Sandbox, "fetch_status", fetch_status)
+    fresh = services.refresh_invoices([waiting, paid])
+    assert sorted(asked) == sorted([paid.pk, waiting.pk])
+    assert [i.pk for i in fresh] == [waiting.pk, paid.pk]
+    assert [i.status for i in fresh] == [InvoiceStatus.CREATED, InvoiceStatus.PAID]
+
+
+def test_refresh_invoices_asks_a_batch_provider_once(monkeypatch):
+    from django_payments_ru.providers.base import Capability
+
+    invoices = [make_invoice("10.00") for _ in range(3)]
+    calls = []
+
+    def fetch_statuses(self, given):
+        calls.append(sorted(i.pk for i in given))
+        return [event(given[0], EventType.PAID)]
+
+    def fetch_status(self, invoice):  # never: the batch call answers for all
+        raise AssertionError("asked one by one")
+
+    monkeypatch.setattr(
+        Sandbox, "capabilities", Sandbox.capabilities | {Capability.BATCH_STATUS}
+    )
+    monkeypatch.setattr(Sandbox, "fetch_statuses", fetch_statuses, raising=False)
+    monkeypatch.setattr(Sandbox, "fetch_status", fetch_status)
+    fresh = services.refresh_invoices(invoices)
+    assert calls == [sorted(i.pk for i in invoices)]
+    assert sum(i.status == InvoiceStatus.PAID for i in fresh) == 1

@@ -49,9 +49,7 @@ class FakeAPI:
 def api(monkeypatch: pytest.MonkeyPatch) -> FakeAPI:
     fake = FakeAPI()
     monkeypatch.setattr(Sandbox, "confirms_webhooks", True)
-    monkeypatch.setattr(
-        Sandbox, "confirm_event", lambda self, event: fake(self, event)
-    )
+    monkeypatch.setattr(Sandbox, "confirm_event", lambda self, event: fake(self, event))
     return fake
 
 

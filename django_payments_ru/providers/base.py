@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -500,6 +500,18 @@ class BaseProvider:
         """Ask the provider where the payment stands (``None`` = nothing known)."""
         raise NotSupported(
             f"{self.display_name} cannot be asked for a payment's status.",
+            provider=self.alias,
+        )
+
+    def fetch_statuses(self, invoices: Iterable[Invoice]) -> list[PaymentEvent]:
+        """Where many invoices' payments stand, in as few calls as the
+        provider allows (a list of its pending payments instead of one call
+        per invoice): the events of those that changed, in any order.
+        Optional: declare ``Capability.BATCH_STATUS``. Called by
+        :func:`~django_payments_ru.services.refresh_invoices` with this
+        alias's invoices, outside any transaction."""
+        raise NotSupported(
+            f"{type(self).__name__} cannot ask for many statuses at once",
             provider=self.alias,
         )
 

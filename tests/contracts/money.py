@@ -170,7 +170,8 @@ class DoubleClickCases(MoneyCase):
         with pytest.raises(InvalidOperation):  # already cancelled
             services.cancel_invoice(fresh(invoice))
         assert len(self.calls("cancel")) == 1
-        assert self.adapter.payment(invoice).status == "cancelled"
+        cancelled = self.adapter.statuses.get("cancelled", "cancelled")
+        assert self.adapter.payment(invoice).status == cancelled
         self.assert_settled(invoice)
         assert states(invoice, "cancel") == [CONFIRMED]
         self.assert_invoice(invoice, InvoiceStatus.CANCELLED)
