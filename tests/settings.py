@@ -128,6 +128,7 @@ PAYMENTS_RU_EMULATOR = {
     "EMULATORS": [
         "django_payments_ru.providers.lifepay.emulator",
         "django_payments_ru.providers.payconnect.emulator",
+        "django_payments_ru.providers.quantapay.emulator",
     ],
     "sandbox": {
         "api_keys": [SANDBOX_API_KEY],

@@ -252,3 +252,25 @@ if env.bool("PAYCONNECT_ENABLED", default=True):
         },
     }
     PAYMENTS_RU_EMULATOR["payconnect"] = {"secret_keys": [PAYCONNECT_SECRET_KEY]}
+
+# QuantaPay: crypto payments through signed checkout sessions, webhooks
+# confirmed through the API.
+if env.bool("QUANTAPAY_ENABLED", default=True):
+    QUANTAPAY_API_KEY = env("QUANTAPAY_API_KEY", default="qp_test_api_key")
+    QUANTAPAY_WEBHOOK_SECRET = env(
+        "QUANTAPAY_WEBHOOK_SECRET", default="qp_test_webhook_secret"
+    )
+    PAYMENTS_RU["PROVIDERS"]["quantapay"] = {
+        "BACKEND": "django_payments_ru.providers.quantapay.Provider",
+        "OPTIONS": {
+            "api_key": QUANTAPAY_API_KEY,
+            "webhook_secret": QUANTAPAY_WEBHOOK_SECRET,
+            "api_url": env(
+                "QUANTAPAY_API_URL", default=f"{EMULATOR_URL}quantapay/api.php"
+            ),
+        },
+    }
+    PAYMENTS_RU_EMULATOR["quantapay"] = {
+        "api_keys": [QUANTAPAY_API_KEY],
+        "webhook_secret": QUANTAPAY_WEBHOOK_SECRET,
+    }

@@ -1,0 +1,5 @@
+"""QuantaPay: ``django_payments_ru.providers.quantapay.Provider``."""
+
+from .provider import Provider
+
+__all__ = ["Provider"]
