@@ -128,6 +128,7 @@ PAYMENTS_RU_EMULATOR = {
     "EMULATORS": [
         "django_payments_ru.providers.lifepay.emulator",
         "django_payments_ru.providers.payconnect.emulator",
+        "django_payments_ru.providers.loveandpay.emulator",
         "django_payments_ru.providers.quantapay.emulator",
     ],
     "sandbox": {

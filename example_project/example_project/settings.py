@@ -253,6 +253,27 @@ if env.bool("PAYCONNECT_ENABLED", default=True):
     }
     PAYMENTS_RU_EMULATOR["payconnect"] = {"secret_keys": [PAYCONNECT_SECRET_KEY]}
 
+# Love&Pay: SBP and card invoices through signed v2 requests, signed webhooks.
+if env.bool("LOVEANDPAY_ENABLED", default=True):
+    LOVEANDPAY_API_KEY = env("LOVEANDPAY_API_KEY", default="pk_test_emulator")
+    LOVEANDPAY_SECRET_KEY = env("LOVEANDPAY_SECRET_KEY", default="sk_test_secret")
+    LOVEANDPAY_WEBHOOK_SECRET = env("LOVEANDPAY_WEBHOOK_SECRET", default="whsec_test")
+    PAYMENTS_RU["PROVIDERS"]["loveandpay"] = {
+        "BACKEND": "django_payments_ru.providers.loveandpay.Provider",
+        "OPTIONS": {
+            "api_key": LOVEANDPAY_API_KEY,
+            "secret_key": LOVEANDPAY_SECRET_KEY,
+            "webhook_secret": LOVEANDPAY_WEBHOOK_SECRET,
+            "api_url": env(
+                "LOVEANDPAY_API_URL", default=f"{EMULATOR_URL}loveandpay/api/v2"
+            ),
+        },
+    }
+    PAYMENTS_RU_EMULATOR["loveandpay"] = {
+        "api_keys": {LOVEANDPAY_API_KEY: LOVEANDPAY_SECRET_KEY},
+        "webhook_secret": LOVEANDPAY_WEBHOOK_SECRET,
+    }
+
 # QuantaPay: crypto payments through signed checkout sessions, webhooks
 # confirmed through the API.
 if env.bool("QUANTAPAY_ENABLED", default=True):
