@@ -171,13 +171,21 @@ def test_the_providers_index_generates_its_matrix_and_lists_every_page():
 
 
 def test_planned_providers_are_not_available_yet():
-    # "Planned: ``quantapay`` (QuantaPay) and ...": once a package exists, the
-    # matrix shows it and the sentence must drop it.
-    [line] = [
-        line
-        for line in read("providers/index.rst").splitlines()
-        if line.startswith("Planned:")
-    ]
-    planned = set(re.findall(r"``(\w+)``", line))
-    assert planned
-    assert not planned & set(provider_packages())
+    # A "Planned: ``name`` ..." sentence names providers without a package
+    # yet: once one exists, the matrix shows it and the sentence must drop it.
+    for line in read("providers/index.rst").splitlines():
+        if line.startswith("Planned:"):
+            planned = set(re.findall(r"``(\w+)``", line))
+            assert planned
+            assert not planned & set(provider_packages())
+
+
+def test_the_readme_lists_every_provider_as_available():
+    readme = (TESTS.parent / "README.md").read_text(encoding="utf-8")
+    rows = {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^\|[^|]+\| `(\w+)` \|.*\| (\w+) \|$", readme, re.M)
+    }
+    assert set(provider_packages()) <= set(rows), "a provider without a README row"
+    for slug in provider_packages():
+        assert rows[slug] == "available", slug
