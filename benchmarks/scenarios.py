@@ -290,9 +290,11 @@ def _start_payment(api: str, rounds: int) -> dict:
     ).exclude(provider_payment_id="")
     if started.count() != rounds:
         raise AssertionError(f"{started.count()} of {rounds} invoices started")
-    # The shop side of one more start (the provider call is not a statement).
+    # The shop side of one more start (the provider call is not a statement);
+    # the invoice is created before counting.
+    invoice = _new_invoices(1, "start-statements")[0]
     with harness.statements() as counted:
-        services.start_payment(_new_invoices(1, "start-statements")[0])
+        services.start_payment(invoice)
     return {
         "start_payment": [
             {"client": name} | found.as_json() for name, found in figures.items()

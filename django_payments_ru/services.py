@@ -1052,8 +1052,9 @@ def _settle_claims(
         reason = _("the invoice became %(status)s") % {
             "status": InvoiceStatus(result.new_status).label
         }
-        for claimed in pending.filter(kind__in=list(states)):
-            _settle(claimed, states[claimed.kind], reason)
+        if states:  # a change that settles nothing asks nothing
+            for claimed in pending.filter(kind__in=list(states)):
+                _settle(claimed, states[claimed.kind], reason)
 
 
 def _apply_locked(
@@ -1187,6 +1188,29 @@ def _can_upsert(using: str) -> bool:
     return False
 
 
+#: The upsert of :func:`_upsert_event` per database: its SQL and fields.
+_UPSERT_SQL: dict[str, tuple[str, list[Any]]] = {}
+
+
+def _upsert_sql(connection: Any, names: list[str]) -> tuple[str, list[Any]]:
+    meta = WebhookEvent._meta
+    by_name = {f.attname: f for f in meta.concrete_fields}
+    fields = [by_name[name] for name in names]
+    qn = connection.ops.quote_name
+    table = qn(meta.db_table)
+    columns = ", ".join(qn(str(f.column)) for f in fields)
+    deliveries = qn("deliveries")
+    # Identifiers from the model's meta, quoted; every value is a parameter.
+    holders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({holders}) "  # noqa: S608
+        f"ON CONFLICT ({qn('provider')}, {qn('dedupe_id')}) DO UPDATE SET "
+        f"{deliveries} = {table}.{deliveries} + 1 "
+        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}, {qn('attempts')}"
+    )
+    return sql, fields
+
+
 def _upsert_event(
     using: str, alias: str, event: PaymentEvent, payload: Any
 ) -> tuple[int, str, int, int]:
@@ -1194,7 +1218,6 @@ def _upsert_event(
     statement; returns the row's ``(pk, status, deliveries, attempts)`` (1
     delivery: it is new)."""
     connection = connections[using]
-    meta = WebhookEvent._meta
     values = {
         "provider": alias,
         "dedupe_id": event.dedupe_id,
@@ -1210,24 +1233,14 @@ def _upsert_event(
         "received_at": timezone.now(),
         "processed_at": None,
     }
-    by_name = {f.attname: f for f in meta.concrete_fields}
-    fields = [by_name[name] for name in values]
-    qn = connection.ops.quote_name
-    table = qn(meta.db_table)
-    columns = ", ".join(qn(str(f.column)) for f in fields)
+    compiled = _UPSERT_SQL.get(using)
+    if compiled is None:
+        compiled = _UPSERT_SQL[using] = _upsert_sql(connection, list(values))
+    sql, fields = compiled
     params = [
-        f.get_db_prep_save(values[name], connection)
-        for f, name in zip(fields, values, strict=True)
+        f.get_db_prep_save(value, connection)
+        for f, value in zip(fields, values.values(), strict=True)
     ]
-    deliveries = qn("deliveries")
-    # Identifiers from the model's meta, quoted; every value is a parameter.
-    holders = ", ".join(["%s"] * len(fields))
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({holders}) "  # noqa: S608
-        f"ON CONFLICT ({qn('provider')}, {qn('dedupe_id')}) DO UPDATE SET "
-        f"{deliveries} = {table}.{deliveries} + 1 "
-        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}, {qn('attempts')}"
-    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         pk, status, count, attempts = cursor.fetchone()
