@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
     from ..models import Invoice
     from .http import HttpClient
+    from .ratelimit import RateLimiter
 
 logger = logging.getLogger("django_payments_ru")
 
@@ -653,13 +655,56 @@ class BaseProvider:
     #: Option holding the API base URL (``None``: the provider makes no calls).
     base_url_option: ClassVar[str | None] = "base_url"
 
+    # --- the provider's own time ---------------------------------------------
+
+    #: The current Unix time of the provider's own timing (signed timestamps,
+    #: rate limits, session lifetimes): a class attribute a test replaces.
+    clock: Callable[[], float] = staticmethod(time.time)
+    #: How the provider waits (rate limits, the HTTP client's backoff); a test
+    #: replaces it. ``None``: the HTTP client's own wait, and ``time.sleep``.
+    sleep: Callable[[float], None] | None = None
+
+    def _now(self) -> float:
+        return type(self).clock()
+
+    def _sleep(self, seconds: float) -> None:
+        (type(self).sleep or time.sleep)(seconds)
+
+    def rate_limiter(
+        self, key: str, limit: int | None, *, period: float, per: str
+    ) -> RateLimiter | None:
+        """The shared limiter of a documented "at most ``limit`` requests
+        ``per`` period" (``per``: "a minute"), counted in the cache under
+        ``<slug>:<key>`` by every process: the key says who the provider counts
+        (an API key, a host). It waits at most ``HTTP_MAX_RETRY_AFTER``
+        seconds for the window. ``None`` when ``limit`` is (no limit)."""
+        from .ratelimit import RateLimiter
+
+        if not limit:
+            return None
+        return RateLimiter(
+            f"{self.slug}:{key}",
+            limit=limit,
+            period=period,
+            max_wait=lambda: float(payments_settings.HTTP_MAX_RETRY_AFTER),
+            clock=self._now,
+            sleep=self._sleep,
+            service=self.display_name,
+            provider=self.alias,
+            describe=f"at most {limit} requests {per}",
+        )
+
     def make_http_client(self, **overrides: Any) -> HttpClient:
         """A client for this provider's calls: the settings' timeout, retries
         and Retry-After ceiling, the provider's secrets redacted, its error
-        envelope read by :meth:`parse_error`. ``overrides`` are passed on to
+        envelope read by :meth:`parse_error`, its backoff through
+        :attr:`sleep` when the class sets one. ``overrides`` are passed on to
         :class:`~.http.HttpClient` (``base_url`` for a second API, ``sleep``...).
         """
         from .http import HttpClient
+
+        if type(self).sleep is not None:
+            overrides.setdefault("sleep", self._sleep)
 
         if "base_url" not in overrides:
             if not self.base_url_option:

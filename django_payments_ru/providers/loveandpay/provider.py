@@ -76,7 +76,6 @@ if TYPE_CHECKING:
     import requests
 
     from ...models import Invoice
-    from ..http import HttpClient
 
 logger = logging.getLogger("django_payments_ru.loveandpay")
 
@@ -269,15 +268,6 @@ class Provider(BaseProvider):
 
     # --- plumbing -----------------------------------------------------------
 
-    def _now(self) -> float:
-        return type(self).clock()
-
-    def _sleep(self, seconds: float) -> None:
-        type(self).sleep(seconds)
-
-    def make_http_client(self, **overrides: Any) -> HttpClient:
-        return super().make_http_client(**{"sleep": self._sleep, **overrides})
-
     @property
     def v2(self) -> bool:
         return bool(self.config["api_version"] == "v2")
@@ -298,21 +288,11 @@ class Provider(BaseProvider):
             ("requests_per_minute", 60.0, "a minute"),
             ("requests_per_hour", 3600.0, "an hour"),
         ):
-            limit = self.config[option]
-            if not limit:
-                continue
-            found.append(
-                RateLimiter(
-                    f"loveandpay:{key}:{int(period)}",
-                    limit=limit,
-                    period=period,
-                    clock=self._now,
-                    sleep=self._sleep,
-                    service="Love&Pay",
-                    provider=self.alias,
-                    describe=f"at most {limit} requests {words}",
-                )
+            limiter = self.rate_limiter(
+                f"{key}:{int(period)}", self.config[option], period=period, per=words
             )
+            if limiter is not None:
+                found.append(limiter)
         return found
 
     def v1_url(self) -> str:

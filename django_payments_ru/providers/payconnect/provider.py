@@ -35,7 +35,6 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 
-from ...conf import payments_settings
 from ...events import EventType, PaymentEvent
 from ...exceptions import (
     InvalidInput,
@@ -55,7 +54,6 @@ from ..tokens import Token, TokenCache, fingerprint
 
 if TYPE_CHECKING:
     from ...models import Invoice
-    from ..http import HttpClient
 
 T = TypeVar("T")
 
@@ -180,16 +178,6 @@ class Provider(BaseProvider):
 
     # --- plumbing -----------------------------------------------------------
 
-    def _now(self) -> float:
-        return type(self).clock()
-
-    def _sleep(self, seconds: float) -> None:
-        type(self).sleep(seconds)
-
-    def make_http_client(self, **overrides: Any) -> HttpClient:
-        # The client's backoff sleeps go through the injectable clock (tests).
-        return super().make_http_client(**{"sleep": self._sleep, **overrides})
-
     @cached_property
     def tokens(self) -> TokenCache:
         key = fingerprint(
@@ -212,17 +200,7 @@ class Provider(BaseProvider):
         # F-13 counts per IP address, so every alias of this server talking to
         # the same API host shares one budget.
         host = urlsplit(self.config["api_url"]).netloc
-        return RateLimiter(
-            f"payconnect:{fingerprint(host)}",
-            limit=limit,
-            period=60.0,
-            max_wait=lambda: float(payments_settings.HTTP_MAX_RETRY_AFTER),
-            clock=self._now,
-            sleep=self._sleep,
-            service="PayConnect",
-            provider=self.alias,
-            describe=f"at most {limit} requests a minute",
-        )
+        return self.rate_limiter(fingerprint(host), limit, period=60.0, per="a minute")
 
     def parse_error(self, status: int, body: Any) -> tuple[str, str, dict[str, Any]]:
         # payconnect.md F-12/§3.8: {"error": {code, message, docs_url, param}};

@@ -69,7 +69,6 @@ from .errors import (
 
 if TYPE_CHECKING:
     from ...models import Invoice
-    from ..http import HttpClient
 
 logger = logging.getLogger("django_payments_ru.quantapay")
 
@@ -254,32 +253,14 @@ class Provider(BaseProvider):
 
     # --- plumbing -----------------------------------------------------------
 
-    def _now(self) -> float:
-        return type(self).clock()
-
-    def _sleep(self, seconds: float) -> None:
-        type(self).sleep(seconds)
-
-    def make_http_client(self, **overrides: Any) -> HttpClient:
-        return super().make_http_client(**{"sleep": self._sleep, **overrides})
-
     @cached_property
     def limiter(self) -> RateLimiter | None:
         limit = self.config["requests_per_minute"]
         if not limit:
             return None
         # the limit counts per API key, whoever sends with it.
-        return RateLimiter(
-            f"quantapay:{fingerprint(self.config['api_key'], self.config['api_url'])}",
-            limit=limit,
-            period=60.0,
-            max_wait=lambda: float(payments_settings.HTTP_MAX_RETRY_AFTER),
-            clock=self._now,
-            sleep=self._sleep,
-            service="QuantaPay",
-            provider=self.alias,
-            describe=f"at most {limit} requests a minute",
-        )
+        key = fingerprint(self.config["api_key"], self.config["api_url"])
+        return self.rate_limiter(key, limit, period=60.0, per="a minute")
 
     def parse_error(self, status: int, body: Any) -> tuple[str, str, dict[str, Any]]:
         # quantapay.md §3: {"success": false, "error_code", "message"}.
