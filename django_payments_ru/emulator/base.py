@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import json
 import secrets as _secrets
+import threading
 from collections.abc import (
     Callable,
     Collection,
@@ -168,6 +169,36 @@ def key_matches(given: str, keys: Iterable[str]) -> bool:
         if key:
             ok |= constant_time_equals(given, key)
     return bool(given) and ok
+
+
+class CallLog:
+    """The API requests an emulator received since its last reset, in order:
+    tests and the demo count them ("10 list calls", "no request sent"). One
+    per emulator, shared by the server's threads; the oldest half is dropped
+    past :attr:`limit` entries, so a long demo does not grow without end."""
+
+    limit = 100_000
+
+    def __init__(self, key: str = "endpoint") -> None:
+        #: The attribute of a recorded call that :meth:`named` compares.
+        self.key = key
+        self._lock = threading.Lock()
+        self._calls: list[Any] = []
+
+    def add(self, call: Any) -> None:
+        with self._lock:
+            self._calls.append(call)
+            if len(self._calls) > self.limit:
+                del self._calls[: self.limit // 2]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def named(self, name: str | None = None) -> list[Any]:
+        """Every call, or those whose :attr:`key` is ``name``."""
+        with self._lock:
+            return [c for c in self._calls if name in (None, getattr(c, self.key))]
 
 
 class Emulator:

@@ -86,6 +86,7 @@ from ...emulator.base import (
     EXPIRE,
     Action,
     ActionRefused,
+    CallLog,
     Emulator,
     EmulatorError,
     View,
@@ -226,22 +227,21 @@ class LoveAndPayEmulator(Emulator):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: list[Call] = []
+        self.call_log = CallLog()
         self._blocked: set[str] = set()
 
     # --- bookkeeping --------------------------------------------------------
 
     def reset(self) -> None:
         """Forget the calls, the blocked keys and the rate-limit counts."""
+        self.call_log.clear()
         with self._lock:
-            self._calls.clear()
             self._blocked.clear()
         limits.reset(self.slug)
 
     def calls(self, endpoint: str | None = None) -> list[Call]:
         """The API requests received since the last reset (of ``endpoint``)."""
-        with self._lock:
-            return [c for c in self._calls if endpoint in (None, c.endpoint)]
+        return self.call_log.named(endpoint)
 
     def is_blocked(self, api_key: str) -> bool:
         with self._lock:
@@ -277,18 +277,15 @@ class LoveAndPayEmulator(Emulator):
                 r_token = _request_id.set(request_id)
                 try:
                     if name != "pay_page":
-                        with self._lock:
-                            self._calls.append(
-                                Call(
-                                    name,
-                                    request.method or "",
-                                    request.path,
-                                    request.headers.get(API_KEY_HEADER, ""),
-                                    clock.now(),
-                                )
+                        self.call_log.add(
+                            Call(
+                                name,
+                                request.method or "",
+                                request.path,
+                                request.headers.get(API_KEY_HEADER, ""),
+                                clock.now(),
                             )
-                            if len(self._calls) > 100_000:
-                                del self._calls[:50_000]
+                        )
                         self.expire_due()
                     response = inner(request, *args, **kw)
                 finally:

@@ -38,7 +38,6 @@ import base64
 import binascii
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,6 +63,7 @@ from ...emulator.base import (
     EXPIRE,
     PAY,
     Action,
+    CallLog,
     Emulator,
     EmulatorError,
     View,
@@ -159,21 +159,18 @@ class PayConnectEmulator(Emulator):
     pending_actions: ClassVar[tuple[Action, ...]] = (PAY, DECLINE, EXPIRE)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: list[Call] = []
+        self.call_log = CallLog()
 
     # --- bookkeeping --------------------------------------------------------
 
     def reset(self) -> None:
         """Forget the recorded calls and the rate-limit counts."""
-        with self._lock:
-            self._calls.clear()
+        self.call_log.clear()
         limits.reset(self.slug)
 
     def calls(self, endpoint: str | None = None) -> list[Call]:
         """The requests received since the last reset (of ``endpoint``)."""
-        with self._lock:
-            return [c for c in self._calls if endpoint in (None, c.endpoint)]
+        return self.call_log.named(endpoint)
 
     def record(self, endpoint: str, request: HttpRequest) -> None:
         call = Call(
@@ -183,10 +180,7 @@ class PayConnectEmulator(Emulator):
             self.idempotency_key(request),
             clock.now(),
         )
-        with self._lock:
-            self._calls.append(call)
-            if len(self._calls) > 100_000:
-                del self._calls[:50_000]
+        self.call_log.add(call)
 
     def endpoint(self, name: str, **kwargs: Any) -> Callable[[View], View]:
         """The shared endpoint decorator, with every call recorded first."""

@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,7 +59,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ...emulator import clock, faults, limits
 from ...emulator.apps import SETTING_NAME
-from ...emulator.base import EXPIRE, Action, Emulator, EmulatorError, key_matches
+from ...emulator.base import (
+    EXPIRE,
+    Action,
+    CallLog,
+    Emulator,
+    EmulatorError,
+    key_matches,
+)
 from ...emulator.models import EmulatedPayment, WebhookDelivery
 from ...money import CURRENCY_EXPONENTS
 from ..signing import constant_time_equals
@@ -147,28 +153,22 @@ class QuantaPayEmulator(Emulator):
     }
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: list[Call] = []
+        self.call_log = CallLog(key="function")
 
     # --- bookkeeping --------------------------------------------------------
 
     def reset(self) -> None:
         """Forget the recorded calls and the rate-limit counts."""
-        with self._lock:
-            self._calls.clear()
+        self.call_log.clear()
         limits.reset(self.slug)
 
     def calls(self, function: str | None = None) -> list[Call]:
         """The calls received since the last reset (of ``function``)."""
-        with self._lock:
-            return [c for c in self._calls if function in (None, c.function)]
+        return self.call_log.named(function)
 
     def record(self, function: str, form: QueryDict) -> None:
         values = {k: str(v) for k, v in form.items() if k != "api-key"}
-        with self._lock:
-            self._calls.append(Call(function, values, clock.now()))
-            if len(self._calls) > 100_000:
-                del self._calls[:50_000]
+        self.call_log.add(Call(function, values, clock.now()))
 
     # --- answers ------------------------------------------------------------
 
