@@ -70,10 +70,7 @@ own ``429`` and ``Retry-After`` remain the backstop).
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -81,7 +78,7 @@ from django.core.cache import BaseCache, caches
 
 from ..conf import payments_settings
 from ..exceptions import ProviderRateLimited
-from .tokens import _thread_lock
+from . import cachelock
 
 #: Prefix of every cache key this module writes.
 KEY_PREFIX = "payments_ru:ratelimit:"
@@ -265,29 +262,28 @@ class RateLimiter:
         # A dead holder's lock expires after lock_timeout; one more second for
         # backends that count expiry in whole seconds.
         patience = self.lock_timeout + 1.0
-        local = _thread_lock(self.cache_alias, self.lock_key)
+        local = cachelock.thread_lock(self.cache_alias, self.lock_key)
         if not local.acquire(timeout=patience):
             raise self._busy()
         try:
-            owner = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex}"
-            started = self.lock_clock()
-            slept = 0.0
-            while not cache.add(self.lock_key, owner, timeout=self.lock_timeout):
-                # An injected sleep may not advance an injected clock (and a real
-                # sleep may overshoot): whichever measure is further along counts.
-                if max(self.lock_clock() - started, slept) >= patience:
-                    raise self._busy()
-                self.lock_sleep(self.lock_poll)
-                slept += self.lock_poll
+            try:
+                owner = cachelock.acquire(
+                    cache,
+                    self.lock_key,
+                    timeout=self.lock_timeout,
+                    patience=patience,
+                    clock=self.lock_clock,
+                    sleep=self.lock_sleep,
+                    poll=self.lock_poll,
+                )
+            except TimeoutError:
+                raise self._busy() from None
+            assert owner is not None  # nothing ends the wait but the lock
             try:
                 yield owner
             finally:
-                # Only our own lock: once expired it may belong to another caller.
-                # (Check and delete are two calls; the window is the same as a
-                # holder frozen past lock_timeout, which the check before the
-                # write covers.)
-                if cache.get(self.lock_key) == owner:
-                    cache.delete(self.lock_key)
+                # The check before the write covers a lock that expired.
+                cachelock.release(cache, self.lock_key, owner)
         finally:
             local.release()
 

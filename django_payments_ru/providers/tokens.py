@@ -41,10 +41,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -54,6 +51,7 @@ from django.core.cache import BaseCache, caches
 
 from ..conf import payments_settings
 from ..exceptions import ProviderAuthError, ProviderResponseError, ProviderUnavailable
+from . import cachelock
 
 logger = logging.getLogger("django_payments_ru.tokens")
 
@@ -118,20 +116,6 @@ def fingerprint(*parts: str) -> str:
     """
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
     return digest[:16]
-
-
-# One lock per cache entry for the threads of this process, shared by every
-# TokenCache instance naming that entry (a provider may be built per request).
-_thread_locks: dict[tuple[str, str], threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
-
-
-def _thread_lock(alias: str, key: str) -> threading.Lock:
-    with _thread_locks_guard:
-        lock = _thread_locks.get((alias, key))
-        if lock is None:
-            lock = _thread_locks[(alias, key)] = threading.Lock()
-        return lock
 
 
 @dataclass(frozen=True)
@@ -307,7 +291,9 @@ class TokenCache:
         value = self._usable(self._load(cache), rejected)
         if value is not None:
             return self._hand_out(value)
-        lock = _thread_lock(self.cache_alias, self.key)
+        # Shared by every TokenCache naming the entry (a provider may be
+        # built per request).
+        lock = cachelock.thread_lock(self.cache_alias, self.key)
         if not lock.acquire(timeout=self.wait_timeout):
             raise self._timed_out()
         try:
@@ -320,20 +306,30 @@ class TokenCache:
         return self._hand_out(value)
 
     def _refresh(self, cache: BaseCache, rejected: str | None) -> str:
-        owner = f"{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex}"
-        started = self.clock()
-        slept = 0.0
-        while not cache.add(self.lock_key, owner, timeout=self.lock_timeout):
-            # Another process is refreshing: wait for its token.
+        found: list[str] = []
+
+        def refreshed_elsewhere() -> bool:
+            # Another process is refreshing: its token ends the wait.
             value = self._usable(self._load(cache), rejected)
             if value is not None:
-                return value
-            # The injected sleep may not advance the injected clock (and a real
-            # sleep may overshoot), so whichever measure is further along counts.
-            if max(self.clock() - started, slept) >= self.wait_timeout:
-                raise self._timed_out()
-            self.sleep(self.poll_interval)
-            slept += self.poll_interval
+                found.append(value)
+            return value is not None
+
+        try:
+            owner = cachelock.acquire(
+                cache,
+                self.lock_key,
+                timeout=self.lock_timeout,
+                patience=self.wait_timeout,
+                clock=self.clock,
+                sleep=self.sleep,
+                poll=self.poll_interval,
+                done_elsewhere=refreshed_elsewhere,
+            )
+        except TimeoutError:
+            raise self._timed_out() from None
+        if owner is None:
+            return found[0]
         try:
             # Another process may have finished between our check and the add().
             value = self._usable(self._load(cache), rejected)
@@ -341,10 +337,8 @@ class TokenCache:
                 return value
             return self._store(cache, self.fetch())
         finally:
-            # Only our own lock: if the fetch outlasted lock_timeout, the lock
-            # may now belong to another process.
-            if cache.get(self.lock_key) == owner:
-                cache.delete(self.lock_key)
+            # If the fetch outlasted lock_timeout, the lock may now be another's.
+            cachelock.release(cache, self.lock_key, owner)
 
     def _store(self, cache: BaseCache, token: Token) -> str:
         now = self.clock()
