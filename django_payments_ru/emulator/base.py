@@ -607,6 +607,22 @@ class Emulator:
                 self.expire(locked)
         return locked
 
+    def expire_due(self, limit: int = 1000) -> int:
+        """Expire every pending payment of this emulator past ``expires_at``
+        (at most ``limit``), as the provider's own background job would: run
+        by ``manage.py emulator_deliver_webhooks`` each round. Returns how
+        many expired."""
+        due = EmulatedPayment.objects.filter(
+            slug=self.slug,
+            status__in=self.pending_statuses,
+            expires_at__lte=clock.now(),
+        ).order_by("expires_at", "pk")
+        count = 0
+        for payment in due[:limit]:
+            if self.expire_if_due(payment).status != payment.status:
+                count += 1
+        return count
+
     def expire(self, payment: EmulatedPayment) -> None:
         """Move the locked, pending ``payment`` to the provider's state of an
         expired payment (inside the caller's transaction)."""

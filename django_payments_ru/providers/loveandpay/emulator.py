@@ -541,21 +541,6 @@ class LoveAndPayEmulator(Emulator):
         self.webhook(payment, "invoice.created")
         return payment
 
-    def expire_due(self) -> int:
-        """Expire every PENDING invoice past ``expiresAt`` (13: background
-        expiry, run before each API call). Returns how many."""
-        due = EmulatedPayment.objects.filter(
-            slug=self.slug, status=PENDING, expires_at__lte=clock.now()
-        ).values_list("pk", flat=True)
-        count = 0
-        for pk in list(due[:1000]):
-            with transaction.atomic():
-                locked = EmulatedPayment.objects.select_for_update().get(pk=pk)
-                if locked.status == PENDING:
-                    self.expire(locked)
-                    count += 1
-        return count
-
     def expire(self, payment: EmulatedPayment) -> None:
         self.change(payment, EXPIRED, "invoice.expired")
 

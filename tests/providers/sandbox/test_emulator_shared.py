@@ -636,16 +636,49 @@ def test_the_management_command(
 
     out = StringIO()
     call_command("emulator_deliver_webhooks", stdout=out)
-    assert out.getvalue().startswith("0 webhook(s) sent")
+    assert out.getvalue().startswith("0 payment(s) expired, 0 webhook(s) sent")
 
     later = clock.now() + timedelta(minutes=2)
     monkeypatch.setattr(clock, "now", lambda: later)
     out = StringIO()
     call_command("emulator_deliver_webhooks", "--slug", "sandbox", stdout=out)
-    assert out.getvalue().startswith("1 webhook(s) sent, 1 delivered, 0 failed")
+    assert out.getvalue().startswith(
+        "0 payment(s) expired, 1 webhook(s) sent, 1 delivered, 0 failed"
+    )
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {
         "delivered"
     }
+
+
+def test_the_management_command_expires_what_ran_out(db):
+    # The provider's own background job: a pending payment past its time
+    # expires without anyone reading it (and announces it, as the emulator
+    # does when a reader finds it expired).
+    due = EmulatedPayment.objects.create(
+        slug="sandbox",
+        external_id="pay_due",
+        status="pending",
+        amount=Decimal("10.00"),
+        currency="RUB",
+        expires_at=clock.now() - timedelta(seconds=1),
+    )
+    running = EmulatedPayment.objects.create(
+        slug="sandbox",
+        external_id="pay_running",
+        status="pending",
+        amount=Decimal("10.00"),
+        currency="RUB",
+        expires_at=clock.now() + timedelta(minutes=5),
+    )
+    out = StringIO()
+    call_command("emulator_deliver_webhooks", "--slug", "sandbox", stdout=out)
+    assert out.getvalue().startswith("1 payment(s) expired")
+    due.refresh_from_db()
+    running.refresh_from_db()
+    assert (due.status, running.status) == ("expired", "pending")
+    out = StringIO()
+    call_command("emulator_deliver_webhooks", "--slug", "sandbox", stdout=out)
+    assert out.getvalue().startswith("0 payment(s) expired")
 
 
 # --- pages -----------------------------------------------------------------------
