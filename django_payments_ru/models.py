@@ -159,7 +159,12 @@ class Invoice(models.Model):
 
     def add_attention_note(self, text: str) -> None:
         """Append ``text``, stamped with the time, to the attention history
-        (not saved; the caller holds the row lock and saves)."""
+        (not saved; the caller holds the row lock and saves). The same text as
+        the last note is not repeated: a status poll that finds the same
+        problem again (an underpayment) says it once."""
+        last = self.attention_reason.rsplit("\n", 1)[-1]
+        if last.partition(": ")[2] == text:
+            return
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M")
         line = f"{stamp}: {text}"
         self.attention_reason = (

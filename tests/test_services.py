@@ -325,3 +325,20 @@ def test_refresh_invoices_asks_a_batch_provider_once(monkeypatch):
     fresh = services.refresh_invoices(invoices)
     assert calls == [sorted(i.pk for i in invoices)]
     assert sum(i.status == InvoiceStatus.PAID for i in fresh) == 1
+
+
+def test_the_same_problem_found_again_is_noted_once():
+    # A poll that finds the same underpayment at every refresh: one note.
+    invoice = make_invoice("100.00")
+    for n in range(3):
+        services.apply_event(
+            event(invoice, EventType.PAID, Decimal("60.00"), dedupe_id=f"poll:{n}")
+        )
+    invoice.refresh_from_db()
+    assert invoice.needs_attention
+    assert invoice.attention_reason.count("60.00") == 1
+    services.apply_event(
+        event(invoice, EventType.PAID, Decimal("70.00"), dedupe_id="poll:other")
+    )
+    invoice.refresh_from_db()
+    assert invoice.attention_reason.count("\n") == 1  # a new problem is a new line
