@@ -17,7 +17,8 @@ Importing this package registers the three pages. The modules:
 * :mod:`.pages`: the invoice admin's own views (add, operation, refund,
   provider forms);
 * :mod:`.invoices`: ``InvoiceAdmin``, its inlines and list filters;
-* :mod:`.webhooks`: ``WebhookEventAdmin``.
+* :mod:`.webhooks`: ``WebhookEventAdmin``;
+* :mod:`.status`: the status page (``manage.py payments_status`` in the admin).
 """
 
 from __future__ import annotations

@@ -35,9 +35,10 @@ from ..providers.base import AdminForm, BaseProvider, ProviderAdminView
 from .base import _error_text, _label, _money, _provider_label, logger
 from .forms import InvoiceAddForm, RefundForm, _show_error
 from .operations import OPERATIONS_BY_NAME
+from .status import StatusPage
 
 
-class InvoicePages(admin.ModelAdmin):
+class InvoicePages(StatusPage, admin.ModelAdmin):
     """The add, operation, refund and provider-form views of the invoice admin."""
 
     add_fieldsets: Any = (

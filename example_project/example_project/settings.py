@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import django
 import environ
 
+from django_payments_ru.beat import BEAT_SCHEDULE
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -133,6 +135,8 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
+# The app's sweeper, reconciliation and expiry (celery -A example_project beat).
+CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}
 
 LOGGING = {
     "version": 1,
