@@ -29,7 +29,12 @@ setup(
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],
-        "redis": ["redis>=5.0"],
+        # Redis as the Celery broker (and as Django's cache): celery[redis]
+        # brings kombu's Redis transport with what it imports (packaging).
+        "redis": ["redis>=5.0", "celery[redis]>=5.3"],
+        # RabbitMQ as the broker: kombu's amqp transport is a dependency of
+        # celery itself; the extra only sets the bounds the app is tested with.
+        "rabbitmq": ["celery>=5.3", "amqp>=5.2"],
         "test": [
             "pytest>=8.0",
             "pytest-django>=4.8",

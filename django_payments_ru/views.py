@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from functools import partial
 
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -73,13 +72,17 @@ def webhook(request: HttpRequest, alias: str) -> HttpResponse:
         with webhook_parsing(alias):
             events = provider.parse_webhook(request)
         if payments_settings.WEBHOOK_PROCESSING == "celery":
-            from .tasks import process_webhook_event_task
-
-            for row in services.record_events(provider, events):
-                if not row.is_done:
-                    transaction.on_commit(
-                        partial(process_webhook_event_task.delay, row.pk)
-                    )
+            pending = [
+                row.pk
+                for row in services.record_events(provider, events)
+                if not row.is_done
+            ]
+            if pending and not _queue_after_commit(alias, pending):
+                return HttpResponse(
+                    "processing failed, please retry",
+                    status=500,
+                    content_type="text/plain",
+                )
         elif not services.receive_webhook_events(provider, events):
             return HttpResponse(
                 "processing failed, please retry",
@@ -89,6 +92,52 @@ def webhook(request: HttpRequest, alias: str) -> HttpResponse:
     except WebhookError as exc:
         return _refused(provider, request, exc)
     return provider.webhook_response(request, events)
+
+
+def _queue_after_commit(alias: str, pks: list[int]) -> bool:
+    """Queue the processing of the stored events ``pks`` once they are committed
+    (``WEBHOOK_PROCESSING = "celery"``). Returns False only when Celery runs
+    eagerly and processing failed, which the webhook answers like ``"sync"``
+    mode: with a 5xx, so that the provider delivers it again.
+
+    The answer never depends on the broker: when it cannot take the task (down,
+    unreachable, refusing), the events are stored already, so the webhook is
+    still acknowledged and the failure logged once, as one warning per webhook
+    without a traceback (a broker outage must not flood the logs). The events
+    stay ``received`` until the sweeper (``manage.py payments_process_events``
+    or its periodic task) or the provider's next delivery queues them."""
+    from .tasks import process_webhook_event_task
+
+    eager = bool(process_webhook_event_task.app.conf.task_always_eager)
+    outcome = {"ok": True}
+
+    def send() -> None:
+        for index, pk in enumerate(pks):
+            try:
+                process_webhook_event_task.delay(pk)
+            except Exception as exc:
+                if eager:
+                    # Processed in this process: the failure is kept on the row
+                    # and logged by the services.
+                    outcome["ok"] = False
+                    continue
+                # The broker is unreachable: the next events would fail the
+                # same way, and each would wait for its own timeout.
+                logger.warning(
+                    "Could not queue %d stored %s webhook event(s) %s for "
+                    "processing: the broker refused them (%s). They stay "
+                    "received until the sweeper (manage.py "
+                    "payments_process_events) queues them.",
+                    len(pks) - index,
+                    alias,
+                    pks[index:],
+                    # The class only: a broker's message may quote its URL.
+                    type(exc).__name__,
+                )
+                return
+
+    transaction.on_commit(send)
+    return outcome["ok"]
 
 
 def _refused(

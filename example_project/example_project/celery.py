@@ -15,3 +15,8 @@ app = Celery("example_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Finds django_payments_ru.tasks and the tasks of any other installed app.
 app.autodiscover_tasks()
+# Celery's current app is per thread: every thread of the web server (runserver
+# serves each request in one) queues to this app, not to Celery's fallback.
+app.set_default()
+# The beat schedule (sweeper, reconciliation, expiry) is CELERY_BEAT_SCHEDULE in
+# settings.py: run it with ``celery -A example_project beat``.
