@@ -36,6 +36,27 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_ON_RETURN": True,
     # Cache alias used for provider tokens and the cross-process token lock.
     "CACHE": "default",
+    # --- the jobs (django_payments_ru.jobs; durations in seconds or timedelta) ---
+    # An event younger than this is left to its own task (it may be queued).
+    "SWEEP_DELAY": 60,
+    # The wait after an event's first failed attempt; it doubles at each attempt...
+    "SWEEP_BACKOFF": 60,
+    # ...up to this.
+    "SWEEP_BACKOFF_MAX": 6 * 3600,
+    # Attempts (the webhook's own and the sweeper's) before the event and its
+    # invoice are flagged for the merchant and no longer retried.
+    "SWEEP_MAX_ATTEMPTS": 8,
+    # Events one sweep processes at most.
+    "SWEEP_LIMIT": 500,
+    # An invoice waiting for the provider this long is asked.
+    "RECONCILE_AFTER": 600,
+    # Invoices one reconciliation run asks about at most (the next continues).
+    "RECONCILE_LIMIT": 500,
+    # How long after its session's end an invoice is expired (a payment made at
+    # the last second has time to arrive).
+    "EXPIRY_GRACE": 300,
+    # Invoices one expiry run handles at most.
+    "EXPIRY_LIMIT": 500,
 }
 
 WEBHOOK_MODES = ("sync", "celery")

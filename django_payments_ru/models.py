@@ -374,6 +374,12 @@ class WebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(_("deliveries"), default=1)
     received_at = models.DateTimeField(_("received"), auto_now_add=True)
     processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    #: When processing was last tried, successfully or not: the sweeper's
+    #: backoff counts from it.
+    last_attempt_at = models.DateTimeField(_("last attempt"), null=True, blank=True)
+    #: Given up after its attempts ran out: no longer retried, and the
+    #: merchant must look at it (and at its invoice, flagged too).
+    needs_attention = models.BooleanField(_("needs attention"), default=False)
 
     class Meta:
         verbose_name = _("webhook event")

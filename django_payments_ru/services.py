@@ -1232,6 +1232,8 @@ def _upsert_event(
         "deliveries": 1,
         "received_at": timezone.now(),
         "processed_at": None,
+        "last_attempt_at": None,
+        "needs_attention": False,
     }
     compiled = _UPSERT_SQL.get(using)
     if compiled is None:
@@ -1256,6 +1258,7 @@ def _process_new(pk: int, event: PaymentEvent, attempts: int) -> None:
         result = ApplyResult(Result.REJECTED, None, reason=_("no matching invoice"))
     else:
         result = _apply_locked(invoice, event, WebhookEvent(pk=pk))
+    now = timezone.now()
     rows.update_by_pk(
         WebhookEvent,
         pk,
@@ -1266,7 +1269,8 @@ def _process_new(pk: int, event: PaymentEvent, attempts: int) -> None:
             "invoice": None if invoice is None else invoice.pk,
             # The upsert locked the row: no other process counts meanwhile.
             "attempts": attempts + 1,
-            "processed_at": timezone.now(),
+            "processed_at": now,
+            "last_attempt_at": now,
         },
     )
 
@@ -1415,7 +1419,8 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
             row.traceback = ""
             row.invoice = invoice
             row.attempts += 1
-            row.processed_at = timezone.now()
+            row.processed_at = row.last_attempt_at = timezone.now()
+            row.needs_attention = False  # settled: nothing left to look at
             row.save(
                 update_fields=[
                     "status",
@@ -1424,6 +1429,8 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
                     "invoice",
                     "attempts",
                     "processed_at",
+                    "last_attempt_at",
+                    "needs_attention",
                 ]
             )
             return row
@@ -1433,6 +1440,7 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
             result=f"{type(exc).__name__}: {exc}"[:2000],
             traceback=traceback.format_exc(),
             attempts=F("attempts") + 1,
+            last_attempt_at=timezone.now(),
         )
         logger.error("Processing webhook event %s failed: %s", pk, type(exc).__name__)
         raise

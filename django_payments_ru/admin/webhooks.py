@@ -28,11 +28,12 @@ class WebhookEventAdmin(_RecordAdmin):
         "status",
         "invoice_link",
         "attempts",
+        "needs_attention",
         "deliveries",
         "received_at",
     )
     date_hierarchy = "received_at"
-    list_filter = ("status", "provider", "event_type")
+    list_filter = ("status", "needs_attention", "provider", "event_type")
     search_fields = ("dedupe_id", "invoice__uuid", "invoice__order_id")
     actions = ("reprocess",)
     fields = (
@@ -44,8 +45,10 @@ class WebhookEventAdmin(_RecordAdmin):
         "result",
         "traceback_display",
         "attempts",
+        "needs_attention",
         "deliveries",
         "received_at",
+        "last_attempt_at",
         "processed_at",
         "event_display",
         "payload_display",

@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
@@ -300,6 +300,10 @@ class BaseProvider:
     #: or expiry of an attempt that is no longer the invoice's current one as
     #: stale (recorded, never applied), so it cannot fail the newer attempt.
     payment_per_attempt: ClassVar[bool] = False
+    #: How long the provider's payment session lasts after a start, when its
+    #: answer does not say (``Checkout.expires_at``): past it, the expiry job
+    #: asks the provider and expires an unpaid invoice. ``None``: unknown.
+    session_lifetime: ClassVar[timedelta | None] = None
     #: Whether a webhook must be confirmed through the provider's API before it
     #: is applied (:meth:`confirm_event`): its body proves nothing by itself.
     confirms_webhooks: ClassVar[bool] = False

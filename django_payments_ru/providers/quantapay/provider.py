@@ -221,6 +221,8 @@ class Provider(BaseProvider):
     secret_payload_keys = frozenset({"key"})
     # quantapay.md §9, A-8: a shared key and no HMAC, so the API confirms.
     confirms_webhooks = True
+    # an unpaid session disappears after 48 hours.
+    session_lifetime = SESSION_LIFETIME
     checkout_kind = "redirect"
     webhook_auth = "shared key in the body, confirmed through the API"
     options: ClassVar[dict[str, Option]] = {
