@@ -21,6 +21,6 @@ class PaymentsRuConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import celery_checks, checks  # noqa: F401  (registers the system checks)
 
         setting_changed.connect(_on_setting_changed, dispatch_uid="payments_ru_reset")

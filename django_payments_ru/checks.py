@@ -27,6 +27,12 @@ Each problem has its own id, so a project can silence one it accepts on purpose
 ``payments_ru.E018``      the emulator URLs are included without the emulator app
 ``payments_ru.W004``      a provider reports a problem the merchant must act on
                           (a blocked API key)
+``payments_ru.W005``      ``WEBHOOK_PROCESSING`` is ``"celery"`` but no Celery app
+                          of the project is loaded (:mod:`.celery_checks`)
+``payments_ru.W006``      ``"celery"`` mode with tasks run eagerly while ``DEBUG``
+                          is off (:mod:`.celery_checks`)
+``payments_ru.W007``      the Celery app does not read ``CELERY_BROKER_URL`` from
+                          the settings (:mod:`.celery_checks`)
 ========================  ====================================================
 
 The checks read ``django.conf.settings`` directly rather than through

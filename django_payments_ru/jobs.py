@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.db import transaction
 from django.db.models import Count, Q
@@ -43,7 +42,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from . import registry, services
+from . import conf, registry, services
 from .beat import BEAT_SCHEDULE
 from .conf import payments_settings
 from .events import EventType, PaymentEvent
@@ -73,34 +72,13 @@ __all__ = [
 ]
 
 #: The jobs' ``PAYMENTS_RU`` keys and their defaults (durations in seconds, or
-#: ``timedelta``).
+#: ``timedelta``), documented in docs/configuration.rst.
 DEFAULTS: dict[str, Any] = {
-    # An event younger than this is left to its own task (it may be queued).
-    "SWEEP_DELAY": 60,
-    # The wait before the second attempt; it doubles at each attempt...
-    "SWEEP_BACKOFF": 60,
-    # ...up to this.
-    "SWEEP_BACKOFF_MAX": 6 * 3600,
-    # Attempts (the webhook's own and the sweeper's) before the event and its
-    # invoice are flagged for the merchant and no longer retried.
-    "SWEEP_MAX_ATTEMPTS": 8,
-    # Events one sweep processes at most.
-    "SWEEP_LIMIT": 500,
-    # An invoice waiting for the provider this long is asked.
-    "RECONCILE_AFTER": 600,
-    # Invoices one reconciliation run asks about at most (the next run
-    # continues after the last one).
-    "RECONCILE_LIMIT": 500,
-    # How long after its session's end an invoice is expired (a payment made
-    # at the last second has time to arrive).
-    "EXPIRY_GRACE": 300,
-    # Invoices one expiry run handles at most.
-    "EXPIRY_LIMIT": 500,
+    name: value
+    for name, value in conf.DEFAULTS.items()
+    if name.startswith(("SWEEP_", "RECONCILE_", "EXPIRY_"))
 }
 
-#: The prefix of an event's ``result`` once the sweeper gave it up (not
-#: translated: the sweeper finds the events it flagged by it).
-GAVE_UP = "[payments_process_events] "
 #: Where the jobs keep their last runs and the reconciliation's cursor.
 CACHE_PREFIX = "django_payments_ru:jobs:"
 #: What an unreachable provider raises: its other invoices are not asked.
@@ -111,8 +89,7 @@ Progress = Callable[[int, int], None]
 
 def setting(name: str) -> Any:
     """A job's ``PAYMENTS_RU`` key, or its default (:data:`DEFAULTS`)."""
-    user = getattr(django_settings, "PAYMENTS_RU", {}) or {}
-    return user.get(name, DEFAULTS[name])
+    return getattr(payments_settings, name)
 
 
 def seconds(value: Any) -> float:
@@ -174,28 +151,32 @@ def backoff(attempts: int) -> timedelta:
 
 
 def next_attempt_at(event: WebhookEvent) -> datetime:
-    """When ``event`` is due again. The inbox keeps no time of the last failed
-    attempt, so the schedule is anchored at the event's arrival: attempt n+1
-    comes at ``received_at + SWEEP_DELAY + backoff(1) + ... + backoff(n)``."""
-    return event.received_at + _schedule(event.attempts)
+    """When ``event`` is due again: ``SWEEP_DELAY`` after its arrival while
+    it was never tried (its own task may be queued), else :func:`backoff`
+    after its last attempt."""
+    if not event.attempts:
+        return event.received_at + _delay()
+    last = event.last_attempt_at or event.received_at
+    return last + backoff(event.attempts)
 
 
-def _schedule(attempts: int) -> timedelta:
-    waited = timedelta(seconds=seconds(setting("SWEEP_DELAY")))
-    for n in range(1, attempts + 1):
-        waited += backoff(n)
-    return waited
+def _delay() -> timedelta:
+    return timedelta(seconds=seconds(setting("SWEEP_DELAY")))
 
 
 _RETRIABLE = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
 
 
 def _due(now: datetime, max_attempts: int) -> Q:
-    """Events whose next attempt is due at ``now``: one condition per attempt
-    count, so the database does the backoff arithmetic's comparison."""
-    due = Q(pk__in=[])
-    for attempts in range(max_attempts):
-        due |= Q(attempts=attempts, received_at__lte=now - _schedule(attempts))
+    """Events whose next attempt is due at ``now`` (:func:`next_attempt_at`):
+    one condition per attempt count, so the database compares."""
+    due = Q(attempts=0, received_at__lte=now - _delay())
+    for attempts in range(1, max_attempts):
+        cutoff = now - backoff(attempts)
+        due |= Q(attempts=attempts) & (
+            Q(last_attempt_at__lte=cutoff)
+            | Q(last_attempt_at__isnull=True, received_at__lte=cutoff)
+        )
     return due
 
 
@@ -232,7 +213,9 @@ def sweep_events(
     limit = int(setting("SWEEP_LIMIT")) if limit is None else limit
     max_attempts = int(setting("SWEEP_MAX_ATTEMPTS"))
     report = SweepReport()
-    retriable = WebhookEvent.objects.filter(status__in=_RETRIABLE)
+    retriable = WebhookEvent.objects.filter(
+        status__in=_RETRIABLE, needs_attention=False
+    )
     if alias:
         retriable = retriable.filter(provider=alias)
     due = list(
@@ -253,11 +236,7 @@ def sweep_events(
             if row.is_done:
                 report.processed.append(pk)
         progress(done, len(due))
-    spent = (
-        retriable.filter(attempts__gte=max_attempts)
-        .exclude(result__startswith=GAVE_UP)
-        .order_by("received_at", "pk")
-    )
+    spent = retriable.filter(attempts__gte=max_attempts).order_by("received_at", "pk")
     for row in spent[:limit]:
         if give_up(row):
             report.gave_up.append(row.pk)
@@ -288,9 +267,9 @@ def _invoice_of(row: WebhookEvent) -> Invoice | None:
 
 
 def give_up(row: WebhookEvent) -> bool:
-    """Stop retrying ``row``: its ``result`` says so, and its invoice is flagged
-    for the merchant (under the invoice's row lock, once per event). False
-    when the event was processed meanwhile."""
+    """Stop retrying ``row``: it is marked ``needs_attention``, and its invoice
+    is flagged for the merchant (under the invoice's row lock, once per
+    event). False when the event was processed or given up meanwhile."""
     invoice = _invoice_of(row)
     with transaction.atomic():
         locked = (
@@ -298,7 +277,7 @@ def give_up(row: WebhookEvent) -> bool:
             .filter(pk=row.pk, status__in=_RETRIABLE)
             .first()
         )
-        if locked is None or locked.result.startswith(GAVE_UP):
+        if locked is None or locked.needs_attention:
             return False
         note = _(
             "Webhook event #%(pk)s (%(type)s) could not be processed after "
@@ -319,7 +298,7 @@ def give_up(row: WebhookEvent) -> bool:
                     update_fields=["needs_attention", "attention_reason", "updated_at"]
                 )
         WebhookEvent.objects.filter(pk=locked.pk).update(
-            result=f"{GAVE_UP}{note}"[:4000],
+            needs_attention=True,
             invoice=invoice.pk if invoice is not None else None,
         )
     logger.error("Webhook event %s given up after %s attempts", row.pk, row.attempts)
@@ -638,14 +617,13 @@ def status_summary(now: datetime | None = None) -> dict[str, Any]:
     invoice flagged, or the last reconciliation or expiry could not ask
     someone."""
     now = now or timezone.now()
-    max_attempts = int(setting("SWEEP_MAX_ATTEMPTS"))
     events = (
         WebhookEvent.objects.filter(status__in=_RETRIABLE)
         .values("provider")
         .annotate(
             failed=Count("pk", filter=Q(status=WebhookEvent.Status.FAILED)),
             received=Count("pk", filter=Q(status=WebhookEvent.Status.RECEIVED)),
-            gave_up=Count("pk", filter=Q(attempts__gte=max_attempts)),
+            gave_up=Count("pk", filter=Q(needs_attention=True)),
         )
         .order_by()
     )

@@ -15,7 +15,7 @@ import importlib
 import re
 from pathlib import Path
 
-from django_payments_ru import checks, conf, signals
+from django_payments_ru import celery_checks, checks, conf, signals
 from django_payments_ru.emulator.base import COMMON_OPTIONS
 from django_payments_ru.events import EventType
 from django_payments_ru.status import TRANSITIONS, InvoiceStatus, Outcome
@@ -96,6 +96,8 @@ def test_every_system_check_id_is_documented():
         f"payments_ru.{kind}{int(number):03d}"
         for kind, number in re.findall(r'_id\("([EW])", (\d+)\)', source)
     }
+    celery = Path(celery_checks.__file__).read_text(encoding="utf-8")
+    in_code |= set(re.findall(r'id="(payments_ru\.[EW]\d{3})"', celery))
     rows = list_table(read("configuration.rst"), ".. _system-checks:")
     documented = {plain(row[0]) for row in rows[1:]}
     assert in_code

@@ -164,7 +164,10 @@ def stored_event(
         attempts=attempts,
         result="RuntimeError: boom" if state == "failed" else "",
     )
-    WebhookEvent.objects.filter(pk=row.pk).update(received_at=NOW - age)
+    # A tried event was last tried when it arrived.
+    WebhookEvent.objects.filter(pk=row.pk).update(
+        received_at=NOW - age, last_attempt_at=(NOW - age) if attempts else None
+    )
     row.refresh_from_db()
     return row
 
@@ -202,29 +205,53 @@ def test_a_young_event_is_left_to_its_own_task():
     assert (row.status, row.attempts) == ("received", 0)
 
 
-def test_the_backoff_doubles_from_the_events_arrival(settings, failing):
+def test_the_backoff_doubles_from_the_last_attempt(settings, failing):
     assert [jobs.backoff(n) for n in (1, 2, 3)] == [
         timedelta(seconds=60),
         timedelta(seconds=120),
         timedelta(seconds=240),
     ]
-    # Two attempts made: the third is due 60 + 60 + 120 s after the arrival.
+    # Two attempts made, the last one an hour ago: the third was due 120 s
+    # after it. An event's first attempt waits SWEEP_DELAY after its arrival.
     row = stored_event(waiting(), attempts=2, state="failed", age=timedelta(0))
-    assert jobs.next_attempt_at(row) == row.received_at + timedelta(seconds=240)
-    early = row.received_at + timedelta(seconds=239)
+    assert jobs.next_attempt_at(row) == row.last_attempt_at + timedelta(seconds=120)
+    fresh = stored_event(waiting(), age=timedelta(0))
+    assert jobs.next_attempt_at(fresh) == fresh.received_at + timedelta(seconds=60)
+    fresh.delete()
+    early = row.last_attempt_at + timedelta(seconds=119)
 
     assert jobs.sweep_events(now=early).failed == []
     row.refresh_from_db()
     assert row.attempts == 2
 
-    report = jobs.sweep_events(now=row.received_at + timedelta(seconds=240))
+    report = jobs.sweep_events(now=row.last_attempt_at + timedelta(seconds=120))
 
     assert [f["event"] for f in report.failed] == [row.pk]
     assert report.failed[0]["attempts"] == 3 and "boom" in report.failed[0]["error"]
+    before = row.last_attempt_at
     row.refresh_from_db()
     assert (row.status, row.attempts) == ("failed", 3)
-    # The next is due 240 s later.
-    assert jobs.next_attempt_at(row) == row.received_at + timedelta(seconds=480)
+    # The attempt is recorded: the next one is due 240 s after it, however
+    # long the sweeper was away before.
+    assert row.last_attempt_at > before
+    assert jobs.next_attempt_at(row) == row.last_attempt_at + timedelta(seconds=240)
+    assert (
+        jobs.sweep_events(now=row.last_attempt_at + timedelta(seconds=239)).failed == []
+    )
+
+
+def test_after_an_outage_a_failing_event_does_not_burn_its_attempts():
+    # The sweeper was down for a day: one attempt now, then the backoff again
+    # (not one attempt per sweep until the attempts run out).
+    row = stored_event(waiting(), attempts=3, state="failed", age=timedelta(days=1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "_apply_locked", lambda *a, **k: 1 / 0)
+        first = jobs.sweep_events(now=timezone.now())
+        second = jobs.sweep_events(now=timezone.now() + timedelta(seconds=30))
+    assert [f["event"] for f in first.failed] == [row.pk]
+    assert second.failed == []
+    row.refresh_from_db()
+    assert row.attempts == 4
 
 
 def test_the_backoff_is_capped(settings):
@@ -243,7 +270,7 @@ def test_out_of_attempts_the_event_and_its_invoice_are_flagged_once(settings, fa
     assert report.gave_up == [row.pk] and report.needs_attention
     row.refresh_from_db()
     assert (row.status, row.attempts) == ("failed", 3)
-    assert row.result.startswith(jobs.GAVE_UP) and "boom" in row.result
+    assert row.needs_attention and "boom" in row.result
     assert row.invoice_id == invoice.pk
     invoice.refresh_from_db()
     assert invoice.needs_attention
@@ -499,7 +526,8 @@ def test_the_status_summary_per_provider():
     a = waiting("fake_a")
     stored_event(a, state="failed", attempts=1, age=timedelta(hours=1))
     stored_event(a, state="received", age=timedelta(hours=1))
-    stored_event(a, state="failed", attempts=8, age=timedelta(days=1))
+    spent = stored_event(a, state="failed", attempts=8, age=timedelta(days=1))
+    WebhookEvent.objects.filter(pk=spent.pk).update(needs_attention=True)  # given up
     stored_event(a, state="processed", attempts=1, age=timedelta(hours=1))
     b = waiting("fake_b", needs_attention=True)
     waiting("fake_b", age=timedelta(minutes=1))  # not waiting long yet
