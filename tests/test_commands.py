@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
+from django.utils import timezone
 
 from django_payments_ru import jobs
 from django_payments_ru.management.base import (
@@ -262,7 +263,9 @@ def test_expire_output_and_exit_codes():
 
 
 def test_expire_dry_run_and_grace():
-    invoice = waiting(expires_at=NOW - timedelta(minutes=2))
+    # The command's clock is the real one: two minutes before it, whenever the
+    # test runs (NOW is when the module was imported).
+    invoice = waiting(expires_at=timezone.now() - timedelta(minutes=2))
 
     _code, out, _ = run("payments_expire", "--dry-run")
     assert "Dry run: 0 invoice(s)" in out
