@@ -26,6 +26,8 @@ setup(
         "django-environ>=0.11",
         "celery>=5.3",
         "PyJWT>=2.8",
+        # Currency signs and number formats (CLDR): django_payments_ru.formatting.
+        "Babel>=2.12",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1"],

@@ -18,6 +18,8 @@ from .money import DECIMAL_PLACES, MAX_DIGITS, exponent
 from .status import AWAITING, CANCELLABLE, PAID_STATES, InvoiceStatus
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from .providers.base import BaseProvider, Checkout
 
 
@@ -176,6 +178,14 @@ class Invoice(models.Model):
             return reverse("django_payments_ru:return", kwargs={"ref": self.uuid})
         except NoReverseMatch:  # the app's URLs are not included
             return ""
+
+    def get_pay_url(self, request: HttpRequest | None = None) -> str:
+        """The absolute pay link (``/payments/pay/<token>/``): it starts the
+        payment when the customer opens it, so it can go in an e-mail. See
+        :func:`django_payments_ru.services.pay_link`."""
+        from .paylinks import pay_link
+
+        return pay_link(self, request)
 
     @property
     def is_paid(self) -> bool:

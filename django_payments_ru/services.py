@@ -74,6 +74,7 @@ __all__ = [
     "checkout_usable",
     "close_order",
     "create_invoice",
+    "pay_link",
     "process_webhook_event",
     "receive_webhook_events",
     "record_events",
@@ -1837,3 +1838,15 @@ def close_order(invoice: Invoice) -> list[Invoice]:
                 )
         closed.append(_fresh(sibling))
     return closed
+
+
+def pay_link(invoice: Invoice, request: HttpRequest | None = None) -> str:
+    """The absolute pay link of ``invoice`` (``/payments/pay/<token>/``, the
+    token signed with ``SECRET_KEY``): opening it starts the payment
+    (:func:`start_payment`) and takes the customer to the provider, or shows
+    why the invoice cannot be paid. Built on ``BASE_URL``'s host, else the
+    request's; :class:`~django_payments_ru.exceptions.ConfigurationError`
+    without either."""
+    from .paylinks import pay_link as build
+
+    return build(invoice, request)

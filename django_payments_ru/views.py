@@ -1,30 +1,37 @@
-"""The generic webhook view and the customer's return view."""
+"""The generic webhook view, the pay link and the customer's return view."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import services
+from . import customer, services
 from .conf import payments_settings
 from .exceptions import (
     ConfigurationError,
     InvalidInput,
+    InvalidOperation,
+    OperationInFlight,
     PaymentsError,
     UnknownProvider,
     WebhookError,
 )
 from .models import Invoice, WebhookEvent
-from .providers.base import BaseProvider, Capability
+from .paylinks import read_token
+from .providers.base import BaseProvider, Capability, Checkout
 from .providers.payload import webhook_parsing, webhook_verifying
 from .registry import get_provider
-from .validation import check_return_url
+from .status import PAYABLE
+from .validation import check_return_url, safe_image_url, safe_redirect_url
 
 logger = logging.getLogger("django_payments_ru.webhooks")
 
@@ -194,7 +201,119 @@ def return_view(request: HttpRequest, ref: str | uuid.UUID) -> HttpResponse:
             logger.warning(
                 "Not redirecting invoice %s to its return_url: %s", invoice.uuid, exc
             )
-    return render(request, "django_payments_ru/return.html", {"invoice": invoice})
+    return render(
+        request, "django_payments_ru/return.html", customer.page_context(invoice)
+    )
 
 
-__all__ = ["WebhookEvent", "return_view", "webhook"]
+def _provider_name(invoice: Invoice) -> str:
+    try:
+        return invoice.get_provider().display_name or invoice.provider
+    except ImproperlyConfigured:
+        return invoice.provider
+
+
+def _qr(invoice: Invoice, checkout: Checkout) -> dict[str, str] | None:
+    """The checkout's QR code when both halves are safe to show."""
+    if not checkout.qr_image:
+        return None
+    payload = checkout.qr_payload
+    if not safe_image_url(checkout.qr_image) or (
+        payload and not safe_redirect_url(payload)
+    ):
+        logger.warning(
+            "Invoice %s: the provider's QR code is not a safe image or link; not shown",
+            invoice.uuid,
+        )
+        return None
+    return {"image": checkout.qr_image, "payload": payload}
+
+
+def _pay_page(
+    request: HttpRequest, invoice: Invoice, status: int = 200, **values: object
+) -> HttpResponse:
+    context = {
+        **customer.page_context(invoice),
+        "state": "status",
+        "provider_name": _provider_name(invoice),
+        **values,
+    }
+    return render(request, "django_payments_ru/pay.html", context, status=status)
+
+
+@transaction.non_atomic_requests
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def pay_view(request: HttpRequest, token: str) -> HttpResponse:
+    """``<prefix>/pay/<token>/``: the invoice's pay link.
+
+    Starts the payment on first use (:func:`~django_payments_ru.services.start_payment`;
+    later visits reuse the stored checkout while it is valid) and sends the
+    customer on: a redirect for a GET checkout (a page with the link when the
+    checkout has a QR code), an auto-submitting form with a button for a POST
+    checkout. An invoice that cannot be paid shows its state; a provider that
+    fails shows "try again" with HTTP 503, never a server error. A token not
+    signed by this project is 404. ``HEAD`` (a link preview) starts nothing.
+
+    Never inside the request's transaction (``ATOMIC_REQUESTS``): starting
+    calls the provider, which the services refuse inside a transaction.
+    """
+    key = read_token(token)
+    if key is None:
+        raise Http404("No such invoice")
+    invoice = get_object_or_404(Invoice, uuid=key)
+    if request.method == "HEAD" or invoice.status not in PAYABLE:
+        return _pay_page(request, invoice)
+    try:
+        checkout = services.start_payment(invoice, request)
+        if not safe_redirect_url(checkout.url):
+            raise PaymentsError(
+                "The provider returned a payment URL that is not http(s).",
+                provider=invoice.provider,
+            )
+    except OperationInFlight:
+        # Another tab is starting it and did not finish in time.
+        return _pay_page(request, invoice, status=503, state="error")
+    except InvalidOperation as exc:
+        # Paid, cancelled or put on hold meanwhile (start_payment re-read it),
+        # or its order was paid through another invoice.
+        logger.info("Pay link of invoice %s: %s", invoice.uuid, exc)
+        if invoice.status in PAYABLE:
+            return _pay_page(
+                request,
+                invoice,
+                status_message=_("This order has already been paid."),
+            )
+        return _pay_page(request, invoice)
+    except (PaymentsError, ImproperlyConfigured) as exc:
+        logger.warning(
+            "Cannot start the payment of invoice %s: %s: %s",
+            invoice.uuid,
+            type(exc).__name__,
+            exc,
+        )
+        return _pay_page(request, invoice, status=503, state="error")
+    except Exception:
+        # A provider bug must not become an error page for the customer.
+        logger.exception("Cannot start the payment of invoice %s", invoice.uuid)
+        return _pay_page(request, invoice, status=503, state="error")
+    qr = _qr(invoice, checkout) if checkout.method == "GET" else None
+    if checkout.method == "GET" and qr is None:
+        return HttpResponseRedirect(checkout.url)
+    name = _provider_name(invoice)
+    return _pay_page(
+        request,
+        invoice,
+        state="checkout",
+        checkout=checkout,
+        qr=qr,
+        # A list of pairs: a template lookup of ``fields.items`` would return a
+        # field named "items" instead of calling the method.
+        fields=list(checkout.fields.items()),
+        dom_id=f"payments-ru-checkout-{invoice.uuid}",
+        nonce=getattr(request, "csp_nonce", ""),
+        label=_("Pay with %(provider)s") % {"provider": name},
+    )
+
+
+__all__ = ["WebhookEvent", "pay_view", "return_view", "webhook"]

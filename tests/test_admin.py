@@ -347,7 +347,8 @@ def test_a_provider_failure_keeps_the_created_invoice_and_says_so(
     assert f'<a href="{change_url(invoice)}">' in message
 
     page = admin_client.get(change_url(invoice)).content.decode()
-    assert "None yet: the payment has not been started." in page
+    assert "Not started yet: the provider is called when the link is opened." in page
+    assert "/payments/pay/" in page  # the customer can still be sent the link
     assert operation_url(invoice, "start") in page
 
     sandbox.start_error = None
@@ -729,7 +730,7 @@ def test_capture_and_release_buttons(
     invoice.refresh_from_db()
     assert invoice.status == status
     assert holds.calls == [operation]
-    assert texts(response) == [f"HOLD-1 (100.00 RUB): {done}"]
+    assert texts(response) == [f"HOLD-1 (RUB100.00): {done}"]
     assert logged(invoice) == [done.split(";")[0]]
     page = admin_client.get(change_url(invoice)).content.decode()
     assert operation_url(invoice, "capture") not in page
@@ -747,7 +748,7 @@ def test_no_hold_buttons_when_not_on_hold_or_not_supported(
     response = admin_client.post(operation_url(held, "capture"))
     assert response.status_code == 302
     assert texts(response) == [
-        "HOLD-2 (100.00 RUB): [sandbox] Sandbox does not support holds."
+        "HOLD-2 (RUB100.00): [sandbox] Sandbox does not support holds."
     ]
     held.refresh_from_db()
     assert held.status == InvoiceStatus.ON_HOLD
@@ -763,7 +764,7 @@ def test_no_hold_buttons_for_an_invoice_not_on_hold(
     assert operation_url(invoice, "release") not in page
     response = admin_client.post(operation_url(invoice, "release"))
     assert texts(response) == [
-        "NOHOLD (1.00 RUB): [sandbox] Only an invoice on hold can be released."
+        "NOHOLD (RUB1.00): [sandbox] Only an invoice on hold can be released."
     ]
     assert holds.calls == []
 
@@ -778,7 +779,7 @@ def test_a_refused_capture_is_reported_and_changes_nothing(
     response = admin_client.post(operation_url(invoice, "capture"))
     assert response.status_code == 302
     [message] = texts(response)
-    assert message.startswith("HOLD-3 (100.00 RUB): [sandbox] The hold has expired.")
+    assert message.startswith("HOLD-3 (RUB100.00): [sandbox] The hold has expired.")
     assert "HTTP 409" in message
     holds.error = RuntimeError("bug")
     response = admin_client.post(operation_url(invoice, "release"))
@@ -904,14 +905,14 @@ def test_a_provider_form_is_shown_filled_in_and_handled(
     assert response.status_code == 302
     assert response["Location"] == change_url(invoice)
     assert provider_forms.handled == [{"note": "call me", "urgent": True}]
-    message = "F-1 (1.00 RUB), Note at the provider: done."
+    message = "F-1 (RUB1.00), Note at the provider: done."
     assert texts(response) == [message]
     assert logged(invoice) == [message]
 
     provider_forms.result = "the provider took it."
     response = admin_client.post(form_url(invoice), {"note": "again"})
     assert texts(response) == [
-        "F-1 (1.00 RUB), Note at the provider: the provider took it."
+        "F-1 (RUB1.00), Note at the provider: the provider took it."
     ]
 
 

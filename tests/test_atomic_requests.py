@@ -27,7 +27,7 @@ from django_payments_ru.models import Invoice
 from django_payments_ru.providers.http import HttpClient
 from django_payments_ru.providers.sandbox import Provider as Sandbox
 from django_payments_ru.status import InvoiceStatus
-from django_payments_ru.views import return_view, webhook
+from django_payments_ru.views import pay_view, return_view, webhook
 from tests.helpers import payment_object, post_webhook, webhook_body
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -94,6 +94,7 @@ def test_the_app_views_opt_out_of_atomic_requests(calls: list[Call]) -> None:
     for view in (
         webhook,
         return_view,
+        pay_view,
         api_views.CheckoutView.as_view(),
         api_views.InvoiceView.as_view(),
     ):
@@ -146,8 +147,9 @@ def test_no_provider_call_inside_a_transaction(
 def test_the_example_shop_starts_payments_outside_the_transaction(
     calls: list[Call], live_payments: Any
 ) -> None:
-    # The shop's order page calls start_payment: decorated non_atomic_requests,
-    # as docs/configuration.rst asks of such views. Through the live server,
+    # The shop's order page calls no provider; the pay link it renders starts
+    # the payment, outside any transaction (the view is non_atomic_requests,
+    # as docs/configuration.rst asks of such views). Through the live server,
     # like a browser.
     product = Product.objects.create(name="Tea", price="250.00")
     order = Order.objects.create(
@@ -158,6 +160,13 @@ def test_the_example_shop_starts_payments_outside_the_transaction(
     )
     assert response.status_code == 200
     invoice = Invoice.objects.get(shop_attempt__order=order, provider="sandbox")
+    assert invoice.status == InvoiceStatus.CREATED
+    assert not [c for c in calls if c.what == "POST api/payments"], calls
+    response = requests.get(
+        services.pay_link(invoice), timeout=30, allow_redirects=False
+    )
+    assert response.status_code == 302
+    invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PENDING  # started: the call was made
     starts = [c for c in calls if c.what == "POST api/payments"]
     assert starts, calls

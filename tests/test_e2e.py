@@ -185,7 +185,8 @@ def sandbox_invoice(order: Order) -> Invoice:
 
 
 def pay_page(session: requests.Session, order_page: Page) -> Page:
-    """Follow the sandbox pay button (rendered by {% payment_button %})."""
+    """Follow the sandbox pay button (rendered by {% payment_button %}): its
+    pay link starts the payment and redirects to the emulator's page."""
     url = order_page.link(css_class="payments-ru-button", provider="sandbox")
     return open_page(session, url)
 
@@ -234,10 +235,21 @@ def test_pay_through_the_sandbox(live_payments, settings, processing):
     assert order.amount == order.product.price
     assert status_of(order_page) == "awaiting_payment"
     invoice = sandbox_invoice(order)
-    assert invoice.status == InvoiceStatus.PENDING
+    # The order page only renders pay links: nothing is started at a provider.
+    assert invoice.status == InvoiceStatus.CREATED
     assert invoice.amount == order.amount
+    assert "/payments/pay/" in order_page.link(
+        css_class="payments-ru-button", provider="sandbox"
+    )
+    reloaded = open_page(session, order_page.url)
+    assert sandbox_invoice(order) == invoice  # a reload creates nothing either
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.CREATED
 
-    back = pay_page(session, order_page).submit(session, PAY_WORDS)
+    emulator_page = pay_page(session, reloaded)
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PENDING  # the pay link started it
+    back = emulator_page.submit(session, PAY_WORDS)
 
     assert back.url == live_payments.url + order.get_absolute_url()
     assert status_of(back) == "paid"
@@ -253,7 +265,8 @@ def test_pay_through_the_sandbox(live_payments, settings, processing):
     assert order.paid_at is not None
     # A paid order offers no more pay buttons.
     again = open_page(session, back.url)
-    assert "payments-ru-button" not in again.text
+    assert not [link for link in again.links if "payments-ru-button" in link.classes]
+    assert "/payments/pay/" not in again.text
     assert status_of(again) == "paid"
     # One paid invoice, named on the page; the order's others are cancelled.
     assert again.text.count("data-paid-invoice=") == 1

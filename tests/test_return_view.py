@@ -69,3 +69,41 @@ def test_return_does_not_poll_when_disabled_or_settled(client, settings):
 
 def test_unknown_reference_is_404(client):
     assert client.get(f"/payments/return/{uuid.uuid4()}/").status_code == 404
+
+
+def test_the_page_is_styled_in_the_customers_language(client):
+    from decimal import Decimal
+
+    from django_payments_ru.models import Invoice
+
+    invoice = make_invoice(amount="1234.50", description="Order 7: tea")
+    Invoice.objects.filter(pk=invoice.pk).update(amount=Decimal("1234.500"))
+    with mock.patch.object(Sandbox, "fetch_status", return_value=None):
+        ru = client.get(_url(invoice), HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+        en = client.get(_url(invoice), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert '<html lang="ru">' in ru and '<html lang="en">' in en
+    assert 'name="viewport"' in en and "<style>" in en
+    # The currency's exponent, not the column's three places.
+    assert "1\xa0234,50\xa0₽" in ru and "1234,500" not in ru
+    assert "RUB1,234.50" in en and "1234.500" not in en
+    assert "Order 7: tea" in en
+    assert 'data-payments-ru-status="created"' in en
+    assert "The invoice is waiting to be paid." in en
+    # No return_url: the way back is BASE_URL (the shop).
+    assert '<a href="http://testserver">Back to the shop</a>' in en
+
+
+def test_a_shop_overrides_the_base_template_in_one_place(client, tmp_path, settings):
+    base = tmp_path / "django_payments_ru"
+    base.mkdir()
+    (base / "base.html").write_text(
+        "<html><body class='my-shop'>{% block content %}{% endblock %}</body></html>"
+    )
+    settings.TEMPLATES = [
+        {**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]},
+    ]
+    invoice = make_invoice()
+    with mock.patch.object(Sandbox, "fetch_status", return_value=None):
+        page = client.get(_url(invoice)).content.decode()
+    assert "class='my-shop'" in page
+    assert 'data-payments-ru-status="created"' in page

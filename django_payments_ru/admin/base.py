@@ -14,12 +14,14 @@ from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.formats import get_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..exceptions import InvalidInput, PaymentsError
+from ..formatting import format_money
 from ..models import Invoice, Operation, WebhookEvent
 from ..money import format_amount
 
@@ -49,20 +51,30 @@ def _error_text(exc: BaseException, failed: str, *args: object) -> str:
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
-    """``amount`` with its currency's decimals (the column keeps three)."""
+    """``amount`` as a number with its currency's decimals (the column keeps
+    three) and the active language's decimal separator, without grouping:
+    "1500,50" in Russian. What the amount inputs accept back (the refund
+    form's initial value) and what messages put before the currency code."""
     if amount is None:
         return "-"
     try:
-        return format_amount(amount, currency)
+        plain = format_amount(amount, currency)
     except InvalidInput:  # a currency unregistered since: show what is stored
         return str(amount)
+    return plain.replace(".", str(get_format("DECIMAL_SEPARATOR")))
+
+
+def _money_display(amount: Decimal | None, currency: str) -> str:
+    """``amount`` for people, with the currency's sign: "1 500,50 ₽" in
+    Russian (:func:`~django_payments_ru.formatting.format_money`)."""
+    if amount is None:
+        return "-"
+    return format_money(amount, currency)
 
 
 def _label(invoice: Invoice) -> str:
     reference = invoice.order_id or str(invoice.uuid)[:8]
-    return (
-        f"{reference} ({_money(invoice.amount, invoice.currency)} {invoice.currency})"
-    )
+    return f"{reference} ({_money_display(invoice.amount, invoice.currency)})"
 
 
 def _provider_label(provider: BaseProvider) -> str:

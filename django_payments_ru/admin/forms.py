@@ -3,10 +3,12 @@ refund's amount, and how an error is shown on a form."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.formats import get_format
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -15,6 +17,32 @@ from .. import registry
 from ..exceptions import InvalidInput
 from ..models import Invoice
 from .base import _error_text
+
+
+class AmountField(forms.CharField):
+    """An amount as the merchant types it: the active language's decimal
+    separator ("10,50" in Russian) and spaces between digit groups are
+    accepted and handed on with a point ("10.50"). Still text: the services
+    parse it strictly and say exactly what is wrong ("10.001" has more
+    decimals than RUB allows)."""
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        return normalize_amount(text or "")
+
+
+def normalize_amount(text: str) -> str:
+    """``text`` with the locale's decimal separator made a point."""
+    text = re.sub(r"(?<=\d)[\s\u00a0\u202f](?=\d)", "", text.strip())
+    separator = str(get_format("DECIMAL_SEPARATOR"))
+    if separator != "." and separator in text and "." not in text:
+        text = text.replace(separator, ".", 1)
+    return text
+
+
+def _amount_help() -> str:
+    example = "1234.50".replace(".", str(get_format("DECIMAL_SEPARATOR")))
+    return _("In major units: %(example)s") % {"example": example}
 
 
 def _provider_choices() -> list[tuple[str, str]]:
@@ -33,13 +61,10 @@ class InvoiceAddForm(forms.Form):
     """The merchant's new invoice; :func:`services.create_invoice` validates it."""
 
     provider = forms.ChoiceField(label=capfirst(gettext_lazy("provider")), choices=())
-    # A CharField, not a DecimalField: the services parse the amount strictly and
-    # say exactly what is wrong ("10.001" has more decimals than RUB allows).
-    amount = forms.CharField(
+    amount = AmountField(
         label=capfirst(gettext_lazy("amount")),
         max_length=40,
         widget=forms.TextInput(attrs={"inputmode": "decimal", "class": "vTextField"}),
-        help_text=gettext_lazy("In major units with a point: 1234.50"),
     )
     currency = forms.CharField(
         label=capfirst(gettext_lazy("currency")),
@@ -74,6 +99,8 @@ class InvoiceAddForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # In the language of this request: "1234,50" in Russian.
+        self.fields["amount"].help_text = _amount_help()
         # Read at each request: PAYMENTS_RU may change (override_settings, reload).
         choices = _provider_choices()
         provider = self.fields["provider"]
@@ -113,7 +140,7 @@ class InvoiceChangeForm(forms.ModelForm):
 
 
 class RefundForm(forms.Form):
-    amount = forms.CharField(
+    amount = AmountField(
         label=capfirst(gettext_lazy("amount to refund")),
         max_length=40,
         required=False,

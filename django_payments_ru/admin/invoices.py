@@ -29,10 +29,11 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from .. import registry
 from ..models import Invoice, Operation, Payment, WebhookEvent
+from ..paylinks import pay_link, pay_path
 from ..providers.base import Capability
 from ..validation import safe_redirect_url
 from .base import (
-    _money,
+    _money_display,
     _preformatted_field,
     _provider_label,
     _ReadOnlyInline,
@@ -221,15 +222,15 @@ class InvoiceAdmin(InvoicePages):
 
     @admin.display(description=gettext_lazy("amount"), ordering="amount")
     def amount_display(self, obj: Invoice) -> str:
-        return f"{_money(obj.amount, obj.currency)} {obj.currency}"
+        return _money_display(obj.amount, obj.currency)
 
     @admin.display(description=gettext_lazy("paid"))
     def paid_display(self, obj: Invoice) -> str:
-        return f"{_money(obj.paid_amount, obj.currency)} {obj.currency}"
+        return _money_display(obj.paid_amount, obj.currency)
 
     @admin.display(description=gettext_lazy("refunded"))
     def refunded_display(self, obj: Invoice) -> str:
-        return f"{_money(obj.refunded_amount, obj.currency)} {obj.currency}"
+        return _money_display(obj.refunded_amount, obj.currency)
 
     @admin.display(description=gettext_lazy("order"))
     def order_display(self, obj: Invoice) -> SafeString | str:
@@ -255,15 +256,36 @@ class InvoiceAdmin(InvoicePages):
 
     @admin.display(description=gettext_lazy("payment link"))
     def payment_link(self, obj: Invoice) -> SafeString | str:
+        # The pay link works for every provider and can be sent to the
+        # customer: it starts the payment when opened. Without BASE_URL the
+        # path is shown (the copy button makes it absolute).
+        try:
+            link = pay_link(obj)
+        except ImproperlyConfigured:
+            link = pay_path(obj)
+        copy = format_html(
+            '<input type="text" id="payments-ru-pay-link" value="{}" readonly '
+            'size="60" class="vTextField"> <button type="button" class="button" '
+            'data-payments-ru-copy="payments-ru-pay-link">{}</button>',
+            link,
+            _("Copy"),
+        )
         checkout = obj.get_checkout()
         if checkout is None:
-            return _("None yet: the payment has not been started.")
+            return format_html(
+                "{}<br>{}",
+                copy,
+                _("Not started yet: the provider is called when the link is opened."),
+            )
         note = " " + _("(expired)") if checkout.has_expired() else ""
         if not safe_redirect_url(checkout.url):
-            return f"{checkout.url}{note}"
+            return format_html("{}<br>{}{}", copy, checkout.url, note)
         if checkout.method == "GET":
             return format_html(
-                '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>{}',
+                '{}<br>{} <a href="{}" target="_blank" rel="noopener noreferrer">'
+                "{}</a>{}",
+                copy,
+                _("The provider's page:"),
                 checkout.url,
                 checkout.url,
                 note,
@@ -271,8 +293,9 @@ class InvoiceAdmin(InvoicePages):
         # The admin's own form encloses read-only fields and forms do not nest:
         # the button submits the separate form the change page renders after it.
         return format_html(
-            '<button type="submit" form="payments-ru-admin-checkout" '
+            '{}<br><button type="submit" form="payments-ru-admin-checkout" '
             'class="button">{}</button> <span>{} {}</span>{}',
+            copy,
             _("Open the payment page"),
             "POST",
             checkout.url,

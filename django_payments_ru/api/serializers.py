@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ..formatting import plain_amount
 from ..models import Invoice
 from ..providers.base import Checkout
 
@@ -23,13 +24,27 @@ def checkout_data(checkout: Checkout) -> dict[str, Any]:
     }
 
 
+class AmountField(serializers.Field):
+    """An invoice's amount as a string with exactly its currency's decimals
+    ("1234.50" for RUB, "1234" for JPY, "1.234" for BHD), whatever the column
+    keeps (three places). Read-only; reads the invoice's ``currency``."""
+
+    def __init__(self, attribute: str = "amount", **kwargs: Any) -> None:
+        self.attribute = attribute
+        kwargs.setdefault("read_only", True)
+        kwargs["source"] = "*"
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> str | None:
+        amount = getattr(value, self.attribute)
+        return None if amount is None else plain_amount(amount, value.currency)
+
+
 class InvoiceSerializer(serializers.ModelSerializer):
     reference = serializers.UUIDField(source="uuid", read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     is_paid = serializers.BooleanField(read_only=True)
-    amount = serializers.DecimalField(
-        max_digits=18, decimal_places=3, coerce_to_string=True, read_only=True
-    )
+    amount = AmountField()
 
     class Meta:
         model = Invoice

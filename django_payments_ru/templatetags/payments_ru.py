@@ -1,20 +1,26 @@
-"""``{% load payments_ru %}{% payment_button invoice %}``.
+"""``{% load payments_ru %}``: the pay button, the status words, the ``money`` filter.
 
-Renders how the customer reaches the provider, from the invoice's
-:class:`~django_payments_ru.providers.base.Checkout`: a link for a redirect
-checkout, an auto-submitting form for a POST checkout. Optional arguments:
+``{% payment_button invoice %}`` renders a link to the invoice's pay link
+(``/payments/pay/<token>/``, :func:`django_payments_ru.services.pay_link`),
+which starts the payment when the customer follows it. Rendering a page never
+calls a provider and never writes to the database. Optional arguments:
 
 ``label``
     The button text (default: "Pay with <provider>").
 ``css_class``
-    Extra CSS classes of the link or the form's button.
+    Extra CSS classes of the link.
 ``autosubmit``
-    ``False`` renders a POST checkout without the script that submits it, for a
-    page that shows the button first (the form carries
-    ``data-payments-ru-autosubmit="false"`` either way, for a page's own script).
+    Accepted for compatibility and ignored: the button is always a link, and
+    the pay link's own page submits a POST checkout (with a button for a
+    browser without JavaScript).
 
-The tag never raises: an invoice that cannot be paid renders its status, and a
-provider failure renders a short error message (and is logged).
+An invoice that cannot be paid (on hold, paid, refunded, expired, cancelled)
+renders its state instead (``django_payments_ru/status.html``, the snippet
+``{% payment_status invoice %}`` renders). The tag never raises.
+
+``{{ invoice.amount|money:invoice.currency }}`` shows an amount with the
+currency's decimals in the active language ("1 234,50 ₽"): see
+:func:`django_payments_ru.formatting.format_money`.
 """
 
 from __future__ import annotations
@@ -25,14 +31,15 @@ from typing import Any
 from django import template
 from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import get_template
+from django.urls import NoReverseMatch
 from django.utils.translation import gettext as _
 
-from .. import services
-from ..exceptions import PaymentsError
+from .. import customer
+from ..conf import payments_settings
+from ..formatting import format_money
 from ..models import Invoice
-from ..providers.base import Checkout
+from ..paylinks import pay_link, pay_path
 from ..status import PAYABLE
-from ..validation import safe_image_url, safe_redirect_url
 
 logger = logging.getLogger("django_payments_ru")
 register = template.Library()
@@ -47,26 +54,11 @@ def _display_name(invoice: Invoice) -> str:
         return invoice.provider
 
 
-def _checkout(invoice: Invoice, request: Any) -> Checkout:
-    checkout = invoice.get_checkout()
-    if checkout is not None and services.checkout_usable(invoice, checkout):
-        return checkout
-    return services.start_payment(invoice, request)
-
-
-def _qr(invoice: Invoice, checkout: Checkout) -> dict[str, str] | None:
-    if not checkout.qr_image:
-        return None
-    payload = checkout.qr_payload
-    if not safe_image_url(checkout.qr_image) or (
-        payload and not safe_redirect_url(payload)
-    ):
-        logger.warning(
-            "Invoice %s: the provider's QR code is not a safe image or link; not shown",
-            invoice.uuid,
-        )
-        return None
-    return {"image": checkout.qr_image, "payload": payload}
+def _url(invoice: Invoice, request: Any) -> str:
+    """Absolute when it can be (an e-mail needs it), else the path."""
+    if request is not None or payments_settings.BASE_URL:
+        return pay_link(invoice, request)
+    return pay_path(invoice)
 
 
 @register.simple_tag(takes_context=True)
@@ -75,55 +67,47 @@ def payment_button(
     invoice: Invoice | None,
     label: str | None = None,
     css_class: str = "",
-    autosubmit: bool = True,
+    autosubmit: bool = True,  # ignored: see above
 ) -> str:
-    """The pay button (or status, or error) of ``invoice``."""
+    """The pay button (or the state) of ``invoice``: reads only, never starts."""
     if not isinstance(invoice, Invoice):
         # ``{% payment_button order.invoice %}`` before the order has one.
         return ""
-    request = context.get("request")
-    values: dict[str, Any] = {
-        "invoice": invoice,
-        "css_class": css_class,
-        "autosubmit": bool(autosubmit),
-        "dom_id": f"payments-ru-checkout-{invoice.uuid}",
-        "nonce": getattr(request, "csp_nonce", "") if request is not None else "",
-    }
+    values: dict[str, Any] = {"invoice": invoice, "css_class": css_class}
     if invoice.status not in PAYABLE:
-        values["state"] = "status"
+        values.update(customer.status_context(invoice), state="status")
         return get_template(TEMPLATE).render(values)
     try:
-        checkout = _checkout(invoice, request)
-        if not safe_redirect_url(checkout.url):
-            raise PaymentsError(
-                "The provider returned a payment URL that is not http(s).",
-                provider=invoice.provider,
-            )
-    except (PaymentsError, ImproperlyConfigured) as exc:
+        url = _url(invoice, context.get("request"))
+    except (NoReverseMatch, ImproperlyConfigured) as exc:
         logger.warning(
             "Cannot render the payment button of invoice %s: %s: %s",
             invoice.uuid,
             type(exc).__name__,
             exc,
         )
-        # start_payment re-read the invoice: a webhook may have just paid it.
-        values["state"] = "status" if invoice.status not in PAYABLE else "error"
-        return get_template(TEMPLATE).render(values)
-    except Exception:
-        # A template must not turn a provider bug into an error page for the shop.
-        logger.exception("Cannot render the payment button of invoice %s", invoice.uuid)
         values["state"] = "error"
         return get_template(TEMPLATE).render(values)
     values.update(
-        state="checkout",
-        checkout=checkout,
-        # A QR code only when both halves are safe to show; a bad one is dropped,
-        # the link still works.
-        qr=_qr(invoice, checkout),
-        # A list of pairs: a template lookup of ``fields.items`` would return a
-        # field named "items" instead of calling the method.
-        fields=list(checkout.fields.items()),
+        state="link",
+        url=url,
         label=label
         or _("Pay with %(provider)s") % {"provider": _display_name(invoice)},
     )
     return get_template(TEMPLATE).render(values)
+
+
+@register.simple_tag
+def payment_status(invoice: Invoice | None) -> str:
+    """Where ``invoice``'s payment stands, in words for its customer."""
+    if not isinstance(invoice, Invoice):
+        return ""
+    return get_template(customer.STATUS_TEMPLATE).render(
+        customer.status_context(invoice)
+    )
+
+
+@register.filter
+def money(amount: Any, currency: str = "") -> str:
+    """``{{ amount|money:currency }}``: "1 234,50 ₽" in Russian."""
+    return format_money(amount, currency)

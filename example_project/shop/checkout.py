@@ -1,4 +1,8 @@
-"""The order's invoices, one per configured provider, ready to be paid."""
+"""The order's invoices, one per configured provider, ready to be paid.
+
+Nothing here calls a provider: each option's button is the invoice's pay link
+(``{% payment_button %}``), which starts the payment when the customer
+follows it. Rendering the order page registers no payment anywhere."""
 
 from __future__ import annotations
 
@@ -68,7 +72,8 @@ def _create_invoice(order: Order, alias: str, request: HttpRequest) -> Invoice:
 
 def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
     """One option per provider in ``PAYMENTS_RU["PROVIDERS"]``, creating the
-    invoices the order lacks and starting each payment with its provider."""
+    invoices the order lacks (no provider is called: the pay link starts the
+    payment the customer chooses)."""
     aliases = list(payments_settings.PROVIDERS)
     if order.amount < MIN_PRICE:
         # Nothing is sold for free (the constraints keep such orders out; this
@@ -109,25 +114,8 @@ def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
             else ""
         )
         invoice = invoices.get(alias)
-        error = errors.get(alias, "")
-        if invoice is not None and invoice.status in PAYABLE:
-            try:
-                # Outside the transaction: this calls the provider. A stored,
-                # still valid checkout is reused, so reloads create nothing.
-                services.start_payment(invoice, request)
-            except PaymentsError as exc:
-                logger.warning(
-                    "Starting the %s payment of order %s failed: %s",
-                    alias,
-                    order.number,
-                    exc,
-                )
-                error = _(
-                    "This payment method is not available right now. "
-                    "Please try again in a minute."
-                )
-        elif invoice is not None:
+        if invoice is not None and invoice.status not in PAYABLE:
             # On hold, or paid: nothing for the customer to press.
             invoice = None
-        options.append(PayOption(alias, name, invoice, error, label))
+        options.append(PayOption(alias, name, invoice, errors.get(alias, ""), label))
     return options

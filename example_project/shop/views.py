@@ -3,6 +3,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from django_payments_ru.models import Invoice
+from django_payments_ru.status import InvoiceStatus
+
 from .checkout import payment_options
 from .forms import BuyForm
 from .models import MIN_PRICE, Order, Product
@@ -30,17 +33,47 @@ def buy(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "shop/buy.html", {"product": product, "form": form})
 
 
-# start_payment calls the provider, which the services refuse inside a
-# transaction: under ATOMIC_REQUESTS this view must opt out.
+# The order page calls no provider (the pay links start the payments), but it
+# creates the order's invoices under a row lock: one transaction of its own.
 @transaction.non_atomic_requests
 def order_detail(request: HttpRequest, ref: str) -> HttpResponse:
     order = get_object_or_404(Order.objects.select_related("product"), uuid=ref)
-    # An order paid once (even if refunded since) offers no more pay buttons.
-    options = [] if order.paid_invoice else payment_options(order, request)
-    # Read after the payments started: the page shows the stored state.
+    # An order paid once (even if refunded since), or whose amount is held,
+    # offers no more pay buttons.
+    settled = order.paid_invoice or _held(order)
+    options = [] if settled else payment_options(order, request)
+    # Read after the invoices were created: the page shows the stored state.
     order = (
         Order.objects.select_related("product")
         .prefetch_related("attempts__invoice")
         .get(pk=order.pk)
     )
-    return render(request, "shop/order.html", {"order": order, "options": options})
+    return render(
+        request,
+        "shop/order.html",
+        {
+            "order": order,
+            "options": options,
+            "held_invoice": _held(order),
+            "ended_invoice": _last_ended(order),
+        },
+    )
+
+
+def _held(order: Order) -> Invoice | None:
+    """The invoice whose amount is held (charged when the order ships)."""
+    return next(
+        (i for i in order.invoices() if i.status == InvoiceStatus.ON_HOLD), None
+    )
+
+
+def _last_ended(order: Order) -> Invoice | None:
+    """The last attempt that was declined or ran out of time, to say so."""
+    ended = [
+        i
+        for i in order.invoices()
+        if i.status in (InvoiceStatus.FAILED, InvoiceStatus.EXPIRED)
+    ]
+    return max(
+        ended, key=lambda i: (i.status_changed_at or i.created_at, i.pk), default=None
+    )

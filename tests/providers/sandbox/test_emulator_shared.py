@@ -708,7 +708,10 @@ def test_the_pay_page_in_russian(client, payment):
         f"/emulator/sandbox/pay/{payment.external_id}/", HTTP_ACCEPT_LANGUAGE="ru"
     )
     assert page.status_code == 200
-    assert b"100.00 RUB" in page.content
+    html = page.content.decode()
+    assert '<html lang="ru">' in html
+    assert "100,00\xa0₽" in html  # the Russian separator and sign
+    assert 'data-amount="100.00"' in html  # for scripts: plain
 
 
 def test_a_button_of_a_payment_no_longer_pending_is_refused(client, payment):
