@@ -44,6 +44,8 @@ setup(
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "pytest-benchmark>=4.0",
+            # tests/test_faults.py: webhooks under load through a real server.
+            "gunicorn>=23.0",
         ],
         "lint": [
             "ruff>=0.6",
