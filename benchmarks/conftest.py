@@ -13,6 +13,9 @@ end of the run. Environment:
 ``BENCH_LARGE=1``
     Also the runs with 1,000,000 invoices in the table (``BENCH_LARGE_ROWS``),
     beside an empty one: about a minute per database.
+``BENCH_ADMIN=1``
+    Also the admin's list pages, filters and searches with 1,000,000 invoices
+    and 200,000 webhook events (PostgreSQL only; ``benchmarks/admin_scale.py``).
 ``BENCH_REPORT=path``
     Also write the tables there (the results as JSON when ``path`` ends in
     ``.json``); nothing is written otherwise.
@@ -33,6 +36,13 @@ from . import report
 
 HERE = Path(__file__).resolve().parent
 RESULTS = pytest.StashKey[list]()
+ADMIN = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def admin_tables(request: pytest.FixtureRequest) -> list[str]:
+    """Where the admin benchmark leaves its table."""
+    return request.config.stash.setdefault(ADMIN, [])
 
 
 @pytest.fixture
@@ -61,6 +71,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for table in config.stash.get(ADMIN, []):
+        terminalreporter.write_sep("=", "admin at scale")
+        terminalreporter.write_line(table)
     results = config.stash.get(RESULTS, [])
     if not results:
         return

@@ -139,6 +139,25 @@ class Invoice(models.Model):
                 fields=["provider", "provider_payment_id"],
                 name="payments_ru_inv_provider_id",
             ),
+            # The admin's search: exact and prefix (LIKE 'x%'), which on
+            # PostgreSQL needs the pattern operator class under any collation
+            # but C; other databases ignore ``opclasses``. Migration 0005 adds
+            # the PostgreSQL-only ones (lower(e-mail), the description's words).
+            models.Index(
+                fields=["order_id"],
+                name="payments_ru_inv_order_like",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            models.Index(
+                fields=["provider_payment_id"],
+                name="payments_ru_inv_pay_id",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            models.Index(
+                fields=["provider_transaction_id"],
+                name="payments_ru_inv_txn_id",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
     def __str__(self) -> str:
@@ -406,6 +425,21 @@ class WebhookEvent(models.Model):
             ),
             models.Index(
                 fields=["provider", "-received_at"], name="payments_ru_wh_provider"
+            ),
+            # The admin: the list's order, the event id alone (exact and
+            # prefix), the events that need attention.
+            models.Index(
+                fields=["-received_at", "-id"], name="payments_ru_wh_received"
+            ),
+            models.Index(
+                fields=["dedupe_id"],
+                name="payments_ru_wh_dedupe",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            models.Index(
+                fields=["-received_at"],
+                name="payments_ru_wh_attention",
+                condition=Q(needs_attention=True),
             ),
         ]
 

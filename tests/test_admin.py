@@ -23,6 +23,7 @@ from django.utils import timezone, translation
 
 from django_payments_ru import admin as payments_admin
 from django_payments_ru import services
+from django_payments_ru.admin.operations import CONFIRM_FIELD
 from django_payments_ru.events import EventType, PaymentEvent
 from django_payments_ru.exceptions import (
     InvalidInput,
@@ -37,6 +38,8 @@ from django_payments_ru.status import InvoiceStatus
 from tests.helpers import event, make_invoice
 
 pytestmark = pytest.mark.django_db
+
+CONFIRM = CONFIRM_FIELD
 
 CHANGELIST = reverse("admin:django_payments_ru_invoice_changelist")
 ADD = reverse("admin:django_payments_ru_invoice_add")
@@ -197,7 +200,8 @@ def test_search_finds_by_order_email_phone_provider_id_and_reference(
     Invoice.objects.filter(pk=target.pk).update(provider_payment_id="pay_searchable_42")
     other = make_invoice("20.00", order_id="B-1", customer_email="x@example.com")
     if term == "UUID":
-        term = str(target.uuid)[:13]
+        # A whole reference: a fragment of one finds nothing (test_admin_scale).
+        term = str(target.uuid)
     response = admin_client.get(CHANGELIST, {"q": term})
     assert response.status_code == 200
     found = list(response.context["cl"].result_list)
@@ -516,13 +520,22 @@ def test_a_javascript_checkout_url_is_never_a_link(admin_client: Client) -> None
 
 
 def action(client: Client, name: str, *invoices: Invoice) -> Any:
+    """Run the list action, confirmed (the confirmation page's POST; the page
+    itself is tested in test_admin_confirm.py). Actions that need no
+    confirmation ignore the field."""
     return client.post(
         CHANGELIST,
         {
             "action": name,
             "_selected_action": [str(i.pk) for i in invoices],
+            CONFIRM: "yes",
         },
     )
+
+
+def confirmed_post(client: Client, url: str, **data: str) -> Any:
+    """The confirming POST of an operation or refund page."""
+    return client.post(url, {**data, CONFIRM: "yes"})
 
 
 def test_refresh_action_applies_the_providers_answer(
@@ -588,9 +601,11 @@ def test_change_page_buttons_run_operations(
     assert operation_url(invoice, "refresh") in page
     assert operation_url(invoice, "cancel") in page
     assert refund_url(invoice) not in page  # nothing paid yet
-    assert admin_client.get(operation_url(invoice, "cancel")).status_code == 405
+    # Refresh moves no money: a POST runs it. Cancel first shows its page.
+    assert admin_client.get(operation_url(invoice, "refresh")).status_code == 405
+    assert admin_client.get(operation_url(invoice, "cancel")).status_code == 200
     assert admin_client.post(operation_url(invoice, "explode")).status_code == 404
-    response = admin_client.post(operation_url(invoice, "cancel"))
+    response = confirmed_post(admin_client, operation_url(invoice, "cancel"))
     assert response.status_code == 302
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.CANCELLED
@@ -607,16 +622,21 @@ def test_refund_in_part_then_in_full(
     assert refund_url(invoice) in page
     form = admin_client.get(refund_url(invoice))
     assert form.status_code == 200
-    assert 'value="100.00"' in form.content.decode()
+    # Not prefilled: the help text says what an empty field refunds.
+    assert 'name="amount"' in form.content.decode()
+    assert 'value="100.00"' not in form.content.decode()
 
-    response = admin_client.post(refund_url(invoice), {"amount": "30.00"})
+    response = confirmed_post(admin_client, refund_url(invoice), amount="30.00")
     assert response.status_code == 302
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PARTIALLY_REFUNDED
     assert invoice.refunded_amount == Decimal("30.00")
     assert "Refunded 30.00 RUB" in texts(response)[0]
 
-    response = admin_client.post(refund_url(invoice), {"amount": ""})
+    # The confirmation page of an empty field posts what was left then.
+    page = admin_client.post(refund_url(invoice), {"amount": ""})
+    assert page.context["hidden"] == [("amount", "70.00")]
+    response = confirmed_post(admin_client, refund_url(invoice), amount="70.00")
     assert response.status_code == 302
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.REFUNDED
@@ -642,13 +662,16 @@ def test_a_refused_refund_is_shown_on_the_form(
     sandbox.refund_error = ProviderAPIError(
         "Refunds are disabled.", provider="sandbox", status=403
     )
-    response = admin_client.post(refund_url(invoice), {"amount": "10"})
+    response = confirmed_post(admin_client, refund_url(invoice), amount="10")
     assert response.status_code == 200
     assert "Refunds are disabled." in response.content.decode()
     unpaid = make_invoice("5.00")
-    response = admin_client.post(refund_url(unpaid), {"amount": ""})
+    response = confirmed_post(admin_client, refund_url(unpaid), amount="")
     assert response.status_code == 200
-    assert "can be refunded" in str(response.context["form"].non_field_errors())
+    # Nothing paid: the reason instead of a form, and nothing sent.
+    assert "nothing has been paid" in response.context["refusal"]
+    assert 'name="amount"' not in response.content.decode()
+    assert sandbox.calls == ["refund 10.00"]
 
 
 # --- holds ----------------------------------------------------------------------
@@ -721,9 +744,11 @@ def test_capture_and_release_buttons(
     page = admin_client.get(change_url(invoice)).content.decode()
     assert operation_url(invoice, "capture") in page
     assert operation_url(invoice, "release") in page
-    assert admin_client.get(operation_url(invoice, operation)).status_code == 405
+    # The button opens the confirmation page; nothing is sent before its POST.
+    assert admin_client.get(operation_url(invoice, operation)).status_code == 200
+    assert holds.calls == []
 
-    response = admin_client.post(operation_url(invoice, operation))
+    response = confirmed_post(admin_client, operation_url(invoice, operation))
 
     assert response.status_code == 302
     assert response["Location"] == change_url(invoice)
@@ -745,11 +770,9 @@ def test_no_hold_buttons_when_not_on_hold_or_not_supported(
     # The sandbox takes no holds.
     assert operation_url(held, "capture") not in page
     assert operation_url(held, "release") not in page
-    response = admin_client.post(operation_url(held, "capture"))
+    response = confirmed_post(admin_client, operation_url(held, "capture"))
     assert response.status_code == 302
-    assert texts(response) == [
-        "HOLD-2 (RUB100.00): [sandbox] Sandbox does not support holds."
-    ]
+    assert texts(response) == ["HOLD-2 (RUB100.00): Sandbox does not support holds."]
     held.refresh_from_db()
     assert held.status == InvoiceStatus.ON_HOLD
     assert logged(held) == []
@@ -762,9 +785,9 @@ def test_no_hold_buttons_for_an_invoice_not_on_hold(
     page = admin_client.get(change_url(invoice)).content.decode()
     assert operation_url(invoice, "capture") not in page
     assert operation_url(invoice, "release") not in page
-    response = admin_client.post(operation_url(invoice, "release"))
+    response = confirmed_post(admin_client, operation_url(invoice, "release"))
     assert texts(response) == [
-        "NOHOLD (RUB1.00): [sandbox] Only an invoice on hold can be released."
+        "NOHOLD (RUB1.00): Only an invoice on hold can be released."
     ]
     assert holds.calls == []
 
@@ -776,13 +799,13 @@ def test_a_refused_capture_is_reported_and_changes_nothing(
     holds.error = ProviderAPIError(
         "The hold has expired.", provider="sandbox", status=409
     )
-    response = admin_client.post(operation_url(invoice, "capture"))
+    response = confirmed_post(admin_client, operation_url(invoice, "capture"))
     assert response.status_code == 302
     [message] = texts(response)
-    assert message.startswith("HOLD-3 (RUB100.00): [sandbox] The hold has expired.")
+    assert message.startswith("HOLD-3 (RUB100.00): The hold has expired.")
     assert "HTTP 409" in message
     holds.error = RuntimeError("bug")
-    response = admin_client.post(operation_url(invoice, "release"))
+    response = confirmed_post(admin_client, operation_url(invoice, "release"))
     assert response.status_code == 302
     assert "RuntimeError" in texts(response)[0]
     invoice.refresh_from_db()
@@ -942,7 +965,7 @@ def test_an_invalid_provider_form_is_not_handled(
         (
             ProviderAPIError("Refused.", provider="sandbox", status=400),
             None,
-            "[sandbox] Refused. (HTTP 400)",
+            "Refused. (HTTP 400)",
         ),
         (RuntimeError("bug"), None, "Unexpected error (RuntimeError)"),
     ],

@@ -43,7 +43,13 @@ def _error_text(exc: BaseException, failed: str, *args: object) -> str:
     # PaymentsError.__str__ already says what happened and what to do, without
     # secrets; other exceptions are unexpected and logged with their traceback.
     if isinstance(exc, OPERATION_ERRORS):
-        return str(exc)
+        text = str(exc)
+        # For people: without the "[alias] " a PaymentsError starts with (for
+        # logs); the message names the provider where it matters.
+        alias = getattr(exc, "provider", "")
+        if alias and text.startswith(f"[{alias}] "):
+            text = text[len(alias) + 3 :]
+        return text
     logger.error(failed, *args, exc_info=exc)
     return _("Unexpected error (%(type)s); the details are in the server log.") % {
         "type": type(exc).__name__
@@ -86,6 +92,15 @@ def _provider_label(provider: BaseProvider) -> str:
         if name and name != provider.alias
         else provider.alias
     )
+
+
+def _provider_name(provider: BaseProvider) -> str:
+    """ "Life-Pay: ECOM", "QuantaPay": how messages and columns name a
+    provider for people (its display name, and the surface where one provider
+    has several), never its alias."""
+    name = str(provider.display_name or provider.alias)
+    surface = getattr(provider, "surface_label", "")
+    return f"{name}: {surface}" if surface else name
 
 
 def _preformatted(text: str) -> SafeString | str:

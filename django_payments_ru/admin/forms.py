@@ -140,6 +140,10 @@ class InvoiceChangeForm(forms.ModelForm):
 
 
 class RefundForm(forms.Form):
+    """How much to refund: never prefilled (a merchant who presses on
+    refunds nothing by mistake); empty means everything not yet refunded, and
+    the help text says how much that is."""
+
     amount = AmountField(
         label=capfirst(gettext_lazy("amount to refund")),
         max_length=40,
@@ -147,6 +151,14 @@ class RefundForm(forms.Form):
         widget=forms.TextInput(attrs={"inputmode": "decimal"}),
         help_text=gettext_lazy("Leave empty to refund everything not yet refunded."),
     )
+
+    def __init__(self, *args: Any, refundable: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if refundable:
+            self.fields["amount"].help_text = _(
+                "Leave empty to refund everything not yet refunded (%(amount)s). "
+                "The next page states the amount before anything is refunded."
+            ) % {"amount": refundable}
 
 
 def _show_error(form: forms.Form, exc: Exception, failed: str, *args: object) -> None:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -25,12 +26,16 @@ from ..exceptions import PaymentsError
 from ..models import Invoice, Operation
 from ..providers.base import BaseProvider, Capability
 from ..status import PAYABLE, InvoiceStatus
-from .base import _error_text, _label, _RecordAdmin
+from .base import _error_text, _label, _money_display, _provider_name, _RecordAdmin
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise
 
 Service = Callable[[Invoice, HttpRequest], Invoice]
+
+#: The field of the confirmation page's form: an operation that asks for
+#: confirmation runs only on a POST that carries it.
+CONFIRM_FIELD = "payments_ru_confirm"
 
 
 def _start_payment(invoice: Invoice, request: HttpRequest) -> Invoice:
@@ -48,6 +53,48 @@ def _without_request(service: Callable[[Invoice], Invoice]) -> Service:
 
 def _on_hold(invoice: Invoice) -> bool:
     return invoice.status == InvoiceStatus.ON_HOLD
+
+
+def _explain_cancel(invoice: Invoice, provider: BaseProvider) -> str:
+    values = {
+        "amount": _money_display(invoice.amount, invoice.currency),
+        "provider": _provider_name(provider),
+    }
+    if _on_hold(invoice):
+        return (
+            _(
+                "The %(amount)s held at %(provider)s will be released to the "
+                "customer and the invoice cancelled."
+            )
+            % values
+        )
+    return (
+        _(
+            "The invoice for %(amount)s will be cancelled (at %(provider)s too "
+            "where it can cancel): the customer can no longer pay it."
+        )
+        % values
+    )
+
+
+def _explain_capture(invoice: Invoice, provider: BaseProvider) -> str:
+    return _(
+        "The %(amount)s held at %(provider)s will be charged to the customer: "
+        "the invoice becomes paid."
+    ) % {
+        "amount": _money_display(invoice.amount, invoice.currency),
+        "provider": _provider_name(provider),
+    }
+
+
+def _explain_release(invoice: Invoice, provider: BaseProvider) -> str:
+    return _(
+        "The %(amount)s held at %(provider)s will be released to the customer "
+        "and the invoice cancelled; it can then no longer be captured."
+    ) % {
+        "amount": _money_display(invoice.amount, invoice.currency),
+        "provider": _provider_name(provider),
+    }
 
 
 @dataclass(frozen=True)
@@ -70,6 +117,33 @@ class InvoiceOperation:
     permission: str = "change"
     #: The list action's name (the function on the admin class); None: no action.
     action: str | None = None
+    #: What will happen, said on the confirmation page before it runs (the
+    #: amount, the provider); None: it runs without confirmation (it moves no
+    #: money and ends nothing: start, refresh).
+    explain: Callable[[Invoice, BaseProvider], str] | None = None
+    #: Why the invoice is not in a state for it (``%(status)s``: its status).
+    refusal: _StrOrPromise = ""
+    #: Why the provider cannot do it (``%(provider)s``: its name).
+    unsupported: _StrOrPromise = ""
+
+    @property
+    def confirms(self) -> bool:
+        """Whether it runs only after the confirmation page."""
+        return self.explain is not None
+
+    def describe(self, invoice: Invoice) -> tuple[str, bool]:
+        """What the confirmation page says about ``invoice``: what will happen
+        and True, or why it cannot be done and False."""
+        try:
+            provider = invoice.get_provider()
+        except ImproperlyConfigured as exc:
+            return str(exc), False
+        if self.capability is not None and not provider.supports(self.capability):
+            return str(self.unsupported) % {"provider": _provider_name(provider)}, False
+        if not self.applies(invoice):
+            return str(self.refusal) % {"status": invoice.get_status_display()}, False
+        assert self.explain is not None
+        return self.explain(invoice, provider), True
 
     def available(self, invoice: Invoice, provider: BaseProvider) -> bool:
         """Whether the change page offers it for ``invoice``. The view runs it
@@ -117,16 +191,22 @@ class InvoiceOperation:
             messages.SUCCESS,
         )
 
-    def as_action(self) -> Callable[..., None]:
+    def as_action(self) -> Callable[..., HttpResponse | None]:
         """The list action that runs it on each selected invoice."""
 
         def action(
             modeladmin: admin.ModelAdmin[Invoice],
             request: HttpRequest,
             queryset: QuerySet[Invoice],
-        ) -> None:
+        ) -> HttpResponse | None:
+            if self.confirms and request.POST.get(CONFIRM_FIELD) != "yes":
+                # First the page that says what will happen to each invoice;
+                # its form posts the action again, confirmed.
+                pages: Any = modeladmin  # InvoicePages
+                return pages.confirm_action(request, self, list(queryset))
             for invoice in queryset:
                 self.run(modeladmin, request, invoice)
+            return None
 
         assert self.action is not None
         action.__name__ = self.action
@@ -143,6 +223,11 @@ _CAPTURE = InvoiceOperation(
     applies=_on_hold,
     capability=Capability.HOLD,
     action="capture_holds",
+    explain=_explain_capture,
+    refusal=gettext_lazy(
+        "This invoice is %(status)s: only an invoice on hold can be captured."
+    ),
+    unsupported=gettext_lazy("%(provider)s does not support holds."),
 )
 
 #: Every operation, in the order of the change page's buttons.
@@ -172,6 +257,11 @@ INVOICE_OPERATIONS = (
         done=gettext_lazy("cancelled"),
         applies=lambda invoice: invoice.can_cancel,
         action="cancel_invoices",
+        explain=_explain_cancel,
+        refusal=gettext_lazy(
+            "This invoice is %(status)s: only an invoice not yet paid can be "
+            "cancelled (refund a paid one)."
+        ),
     ),
     _CAPTURE,
     # Release ends the same hold as capture, at a provider that takes holds.
@@ -182,6 +272,10 @@ INVOICE_OPERATIONS = (
         label=gettext_lazy("Release hold"),
         done=gettext_lazy("hold released"),
         action="release_holds",
+        explain=_explain_release,
+        refusal=gettext_lazy(
+            "This invoice is %(status)s: only an invoice on hold can be released."
+        ),
     ),
 )
 

@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db.models import Sum
 from django.http import (
     Http404,
     HttpRequest,
@@ -26,15 +27,26 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from .. import registry, services
 from ..exceptions import InvalidInput, PaymentsError
-from ..models import Invoice
-from ..providers.base import AdminForm, BaseProvider, ProviderAdminView
-from .base import _error_text, _label, _money, _provider_label, logger
+from ..formatting import plain_amount
+from ..models import Invoice, Operation
+from ..money import to_amount
+from ..providers.base import AdminForm, BaseProvider, Capability, ProviderAdminView
+from ..status import InvoiceStatus
+from .base import (
+    _error_text,
+    _label,
+    _money,
+    _money_display,
+    _provider_label,
+    _provider_name,
+    logger,
+)
 from .forms import InvoiceAddForm, RefundForm, _show_error
-from .operations import OPERATIONS_BY_NAME
+from .operations import CONFIRM_FIELD, OPERATIONS_BY_NAME, InvoiceOperation
 from .status import StatusPage
 
 
@@ -224,15 +236,109 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
         self, request: HttpRequest, object_id: str, operation: str
     ) -> HttpResponse:
         """The change page's buttons: one operation of
-        :data:`~.operations.INVOICE_OPERATIONS`, by name, POST only."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        :data:`~.operations.INVOICE_OPERATIONS`, by name. One that moves or
+        ends money (cancel, capture, release) first shows what will happen
+        (GET, or a POST without the confirmation) and runs only on the
+        confirming POST; the others run on a POST."""
         spec = OPERATIONS_BY_NAME.get(operation)
         if spec is None:
             raise Http404(_("No such operation."))
+        allowed = ["GET", "HEAD", "POST"] if spec.confirms else ["POST"]
+        if request.method not in allowed:
+            return HttpResponseNotAllowed(allowed)
         invoice = self._get_for_operation(request, object_id, spec.permission)
+        if spec.confirms and request.POST.get(CONFIRM_FIELD) != "yes":
+            text, possible = spec.describe(invoice)
+            return self._confirm_page(
+                request,
+                invoice,
+                title=_("%(operation)s: %(invoice)s")
+                % {"operation": spec.label, "invoice": _label(invoice)},
+                items=[
+                    {"invoice": _label(invoice), "text": text, "possible": possible}
+                ],
+                submit_label=str(spec.label),
+                crumb=spec.label,
+            )
         spec.run(self, request, invoice)
         return HttpResponseRedirect(self._url(invoice, "change"))
+
+    def confirm_action(
+        self, request: HttpRequest, spec: InvoiceOperation, invoices: list[Invoice]
+    ) -> HttpResponse:
+        """The confirmation page of a list action: what will happen to each
+        selected invoice, or why it cannot; its form posts the action again,
+        confirmed, with the invoices that can (the others are left alone)."""
+        items = []
+        for invoice in invoices:
+            text, possible = spec.describe(invoice)
+            items.append(
+                {
+                    "invoice": _label(invoice),
+                    "url": self._url(invoice, "change"),
+                    "text": text,
+                    "possible": possible,
+                    "pk": invoice.pk,
+                }
+            )
+        hidden = [("action", spec.action or "")] + [
+            (helpers.ACTION_CHECKBOX_NAME, str(item["pk"]))
+            for item in items
+            if item["possible"]
+        ]
+        count = len(hidden) - 1
+        return self._confirm_page(
+            request,
+            None,
+            title=str(spec.label),
+            items=items,
+            submit_label=ngettext(
+                "%(operation)s %(count)d invoice",
+                "%(operation)s %(count)d invoices",
+                count,
+            )
+            % {"operation": spec.label, "count": count},
+            crumb=spec.label,
+            hidden=hidden,
+            action_url=request.get_full_path(),
+            back_url=reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                current_app=self.admin_site.name,
+            ),
+        )
+
+    def _confirm_page(
+        self,
+        request: HttpRequest,
+        invoice: Invoice | None,
+        *,
+        title: str,
+        items: list[dict[str, Any]],
+        submit_label: str,
+        crumb: object,
+        hidden: list[tuple[str, str]] | None = None,
+        action_url: str = "",
+        back_url: str = "",
+    ) -> HttpResponse:
+        """``confirm.html``: what will happen, and a form whose POST carries
+        :data:`~.operations.CONFIRM_FIELD`; only the sentence when nothing can
+        be done."""
+        context = self._page_context(
+            request,
+            invoice,
+            title,
+            forms.Media(),
+            items=items,
+            possible=any(item["possible"] for item in items),
+            hidden=hidden or [],
+            confirm_field=CONFIRM_FIELD,
+            action_url=action_url,
+            submit_label=submit_label,
+            crumb=crumb,
+        )
+        if back_url:
+            context["change_url"] = back_url
+        return self._render_page(request, "confirm.html", context)
 
     # --- adding: through the services -------------------------------------------
 
@@ -353,27 +459,139 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
     # --- refunds ----------------------------------------------------------------
 
     def refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Refund a paid invoice, fully or partly, after a confirmation form."""
+        """Refund a paid invoice, fully or partly: the form (empty: everything
+        left), then the confirmation page stating the amount, then the refund.
+        An invoice with nothing left to refund gets a sentence, not a form."""
         invoice = self._get_for_operation(request, object_id)
-        if request.method == "POST":
-            form = RefundForm(request.POST)
-            if form.is_valid() and self._refund(request, invoice, form):
-                return HttpResponseRedirect(self._url(invoice, "change"))
-        else:
-            form = RefundForm(
-                initial={"amount": _money(invoice.refundable_amount, invoice.currency)}
-            )
+        left = self._refundable(invoice)
+        refusal = self._refund_refusal(invoice, left)
+        form = RefundForm(
+            request.POST if request.method == "POST" else None,
+            refundable=_money_display(left, invoice.currency),
+        )
+        if refusal is None and request.method == "POST" and form.is_valid():
+            amount = self._refund_amount(invoice, form, left)
+            if amount is not None and request.POST.get(CONFIRM_FIELD) == "yes":
+                if self._refund(request, invoice, form):
+                    return HttpResponseRedirect(self._url(invoice, "change"))
+            elif amount is not None:
+                return self._confirm_refund(request, invoice, form, amount, left)
+        currency = invoice.currency
         context = self._page_context(
             request,
             invoice,
             _("Refund %(invoice)s") % {"invoice": _label(invoice)},
             form.media,
             form=form,
-            paid=_money(invoice.paid_amount, invoice.currency),
-            refunded=_money(invoice.refunded_amount, invoice.currency),
-            refundable=_money(invoice.refundable_amount, invoice.currency),
+            refusal=refusal,
+            paid=_money_display(invoice.paid_amount, currency),
+            refunded=_money_display(invoice.refunded_amount, currency),
+            refundable=_money_display(left, currency),
         )
         return self._render_page(request, "refund.html", context)
+
+    def _refundable(self, invoice: Invoice) -> Decimal:
+        """What can still be refunded: paid, less refunded and refunds in flight."""
+        in_flight = invoice.operations.filter(
+            kind=Operation.Kind.REFUND, state=Operation.State.IN_FLIGHT
+        ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+        return max(invoice.quantize(invoice.refundable_amount - in_flight), Decimal(0))
+
+    def _refund_refusal(self, invoice: Invoice, left: Decimal) -> str | None:
+        """Why ``invoice`` cannot be refunded now, or None."""
+        money = _money_display(invoice.paid_amount, invoice.currency)
+        if invoice.status == InvoiceStatus.REFUNDED or (
+            invoice.is_paid and invoice.refundable_amount <= 0
+        ):
+            return _(
+                "This invoice is refunded in full (%(amount)s): nothing is left "
+                "to refund."
+            ) % {"amount": money}
+        if not invoice.is_paid:
+            return _(
+                "This invoice is %(status)s: nothing has been paid, so there is "
+                "nothing to refund."
+            ) % {"status": invoice.get_status_display()}
+        try:
+            provider = invoice.get_provider()
+        except ImproperlyConfigured as exc:
+            return str(exc)
+        if not provider.supports(Capability.REFUND):
+            return _("%(provider)s does not support refunds.") % {
+                "provider": _provider_name(provider)
+            }
+        if left <= 0:
+            return _(
+                "Refunds of everything left are awaiting the confirmation of "
+                "%(provider)s: wait for it before refunding again."
+            ) % {"provider": _provider_name(provider)}
+        return None
+
+    def _refund_amount(
+        self, invoice: Invoice, form: RefundForm, left: Decimal
+    ) -> Decimal | None:
+        """The amount the form asks for (empty: everything left), or None with
+        the error on the form."""
+        text = form.cleaned_data["amount"].strip()
+        if not text:
+            return left
+        try:
+            amount = to_amount(text, invoice.currency)
+        except InvalidInput as exc:
+            form.add_error("amount", exc.message)
+            return None
+        if amount > left:
+            form.add_error(
+                "amount",
+                _("At most %(left)s can be refunded.")
+                % {"left": _money_display(left, invoice.currency)},
+            )
+            return None
+        return amount
+
+    def _confirm_refund(
+        self,
+        request: HttpRequest,
+        invoice: Invoice,
+        form: RefundForm,
+        amount: Decimal,
+        left: Decimal,
+    ) -> HttpResponse:
+        currency = invoice.currency
+        values = {
+            "amount": _money_display(amount, currency),
+            "provider": _provider_name(invoice.get_provider()),
+            "left": _money_display(left - amount, currency),
+        }
+        if amount == invoice.refundable_amount:
+            text = (
+                _(
+                    "%(amount)s will be returned to the customer through "
+                    "%(provider)s: everything not yet refunded. The invoice "
+                    "becomes refunded."
+                )
+                % values
+            )
+        else:
+            text = (
+                _(
+                    "%(amount)s will be returned to the customer through "
+                    "%(provider)s; %(left)s can still be refunded afterwards."
+                )
+                % values
+            )
+        return self._confirm_page(
+            request,
+            invoice,
+            title=_("Refund %(invoice)s") % {"invoice": _label(invoice)},
+            items=[{"invoice": _label(invoice), "text": text, "possible": True}],
+            submit_label=_("Refund %(amount)s") % values,
+            crumb=_("Refund"),
+            # The amount stated, exactly (an empty field: what was left when
+            # the page was shown, not what is left when it is confirmed).
+            hidden=[("amount", plain_amount(amount, currency))],
+            action_url=self._url(invoice, "refund"),
+        )
 
     def _refund(self, request: HttpRequest, invoice: Invoice, form: RefundForm) -> bool:
         amount = form.cleaned_data["amount"].strip() or None

@@ -31,8 +31,8 @@ class PayOption:
     name: str
     invoice: Invoice | None
     error: str = ""
-    #: The button's text; set when two aliases share a provider (Life-Pay's
-    #: A1Lite and ECOM aliases), so that the customer can tell them apart.
+    #: The button's text: "Pay with Life-Pay: ECOM" when two aliases share a
+    #: provider, so that the customer can tell them apart.
     label: str = ""
 
     @property
@@ -70,6 +70,24 @@ def _create_invoice(order: Order, alias: str, request: HttpRequest) -> Invoice:
     return invoice
 
 
+def _names(aliases: list[str]) -> dict[str, str]:
+    """What the customer reads for each alias: the provider's display name,
+    and where two aliases share it (Life-Pay's A1Lite and ECOM), the second
+    one's surface after it ("Life-Pay", "Life-Pay: ECOM"). Never the alias."""
+    names: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for alias in aliases:
+        provider = get_provider(alias)
+        name = str(provider.display_name or alias)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] == 1:
+            names[alias] = name
+        else:
+            surface = getattr(provider, "surface_label", "") or str(seen[name])
+            names[alias] = f"{name}: {surface}"
+    return names
+
+
 def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
     """One option per provider in ``PAYMENTS_RU["PROVIDERS"]``, creating the
     invoices the order lacks (no provider is called: the pay link starts the
@@ -80,8 +98,8 @@ def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
         # is for a row written around them): no invoice, no pay button.
         error = _("This order cannot be paid: its amount is not positive.")
         return [
-            PayOption(alias, get_provider(alias).display_name, None, error)
-            for alias in aliases
+            PayOption(alias, name, None, error)
+            for alias, name in _names(aliases).items()
         ]
     invoices: dict[str, Invoice] = {}
     errors: dict[str, str] = {}
@@ -103,16 +121,11 @@ def payment_options(order: Order, request: HttpRequest) -> list[PayOption]:
                     continue
             invoices[alias] = invoice
 
-    names = {alias: get_provider(alias).display_name for alias in aliases}
-    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
+    names = _names(aliases)
     options = []
     for alias in aliases:
         name = names[alias]
-        label = (
-            _("Pay with %(provider)s") % {"provider": f"{name} ({alias})"}
-            if name in shared
-            else ""
-        )
+        label = _("Pay with %(provider)s") % {"provider": name}
         invoice = invoices.get(alias)
         if invoice is not None and invoice.status not in PAYABLE:
             # On hold, or paid: nothing for the customer to press.

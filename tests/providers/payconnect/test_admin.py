@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from django_payments_ru.admin.operations import CONFIRM_FIELD
 from django_payments_ru.providers.payconnect.emulator import emulator
 from django_payments_ru.status import InvoiceStatus
 
@@ -46,13 +47,17 @@ class TestPayConnectAdmin(PayConnectCase):
         form = admin_client.get(refund_url)
         assert form.status_code == 200
 
-        partial = admin_client.post(refund_url, {"amount": "30.00"}, follow=True)
+        partial = admin_client.post(
+            refund_url, {"amount": "30.00", CONFIRM_FIELD: "yes"}, follow=True
+        )
         assert partial.redirect_chain[-1][0] == change_url(invoice)
         self.assert_invoice(
             invoice, InvoiceStatus.PARTIALLY_REFUNDED, refunds=1, refunded="30.00"
         )
 
-        full = admin_client.post(refund_url, {"amount": ""}, follow=True)
+        full = admin_client.post(
+            refund_url, {"amount": "", CONFIRM_FIELD: "yes"}, follow=True
+        )
         messages = [str(m) for m in get_messages(full.wsgi_request)]
         assert any("Refunded 70.00 RUB" in m for m in messages), messages
         self.assert_invoice(
@@ -80,7 +85,9 @@ class TestPayConnectAdmin(PayConnectCase):
             "admin:django_payments_ru_invoice_refund", args=[invoice.pk]
         )
 
-        response = admin_client.post(refund_url, {"amount": "10.00"})
+        response = admin_client.post(
+            refund_url, {"amount": "10.00", CONFIRM_FIELD: "yes"}
+        )
 
         assert response.status_code == 200
         assert "HTTP 409" in response.content.decode()
