@@ -100,8 +100,8 @@ class JobCommand(BaseCommand):
     """A command that runs a job: ``--json``, progress, a summary, the exit
     code (:data:`ATTENTION` when the report says so)."""
 
-    #: The progress line's label.
-    label = ""
+    #: The progress line's label (a lazy translation, read when it is shown).
+    label: Any = ""
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

@@ -11,22 +11,19 @@ from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
 
 from ... import jobs
-from ..base import JobCommand, duration
-from ._runs import report_lines
+from ..base import duration
+from ._runs import InvoiceJobCommand
 
 
-class Command(JobCommand):
+class Command(InvoiceJobCommand):
     help = _(
         "Expire the invoices whose payment session at the provider is over, "
         "once the provider confirms that they were not paid."
     )
-    label = _("Invoices")
+    limit_help = _("At most this many invoices (default: EXPIRY_LIMIT).")
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument(
-            "--alias", default=None, help=_("Only this provider alias's invoices.")
-        )
         parser.add_argument(
             "--grace",
             type=duration,
@@ -36,45 +33,6 @@ class Command(JobCommand):
                 "(default: EXPIRY_GRACE)."
             ),
         )
-        parser.add_argument(
-            "--limit",
-            type=int,
-            default=None,
-            help=_("At most this many invoices (default: EXPIRY_LIMIT)."),
-        )
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help=_("List the invoices that would be asked; ask nobody."),
-        )
 
-    def handle(
-        self,
-        *args: Any,
-        alias: str | None,
-        grace: timedelta | None,
-        limit: int | None,
-        dry_run: bool,
-        as_json: bool,
-        verbosity: int,
-        **options: Any,
-    ) -> None:
-        if limit is not None and limit < 1:
-            raise self.usage(_("--limit must be at least 1."))
-        if alias and alias not in jobs.registry.aliases():
-            raise self.usage(
-                _("Unknown provider alias %(alias)s.") % {"alias": repr(alias)}
-            )
-        progress = None if dry_run else self.progress(as_json, verbosity)
-        try:
-            report = jobs.expire(
-                alias=alias,
-                grace=grace,
-                limit=limit,
-                dry_run=dry_run,
-                progress=progress or jobs.no_progress,
-            )
-        finally:
-            if progress:
-                progress.close()
-        self.finish(report.to_json(), as_json, report_lines(report))
+    def handle(self, *args: Any, grace: timedelta | None, **options: Any) -> None:
+        self.run_job(jobs.expire, options, grace=grace)
