@@ -30,6 +30,7 @@ from django_payments_ru.exceptions import (
     ProviderAPIError,
     ProviderUnavailable,
 )
+from django_payments_ru.formatting import format_money
 from django_payments_ru.models import Invoice, Payment, WebhookEvent
 from django_payments_ru.providers.base import AdminForm, Capability, Checkout
 from django_payments_ru.providers.sandbox import Provider as Sandbox
@@ -241,9 +242,22 @@ def test_add_form_offers_the_configured_providers(admin_client: Client) -> None:
     response = admin_client.get(ADD)
     assert response.status_code == 200
     content = response.content.decode()
-    assert '<option value="sandbox" selected>sandbox (Sandbox)</option>' in content
+    assert '<option value="sandbox" selected>Sandbox</option>' in content
     assert 'name="amount"' in content
     assert 'name="status"' not in content
+
+
+def test_two_aliases_of_one_provider_are_told_apart(
+    admin_client: Client, settings: Any
+) -> None:
+    providers = settings.PAYMENTS_RU["PROVIDERS"]
+    settings.PAYMENTS_RU = {
+        **settings.PAYMENTS_RU,
+        "PROVIDERS": {**providers, "sandbox_b": providers["sandbox"]},
+    }
+    content = admin_client.get(ADD).content.decode()
+    assert ">Sandbox (sandbox)</option>" in content
+    assert ">Sandbox (sandbox_b)</option>" in content
 
 
 def test_add_creates_through_the_services_and_shows_the_link(
@@ -631,7 +645,7 @@ def test_refund_in_part_then_in_full(
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PARTIALLY_REFUNDED
     assert invoice.refunded_amount == Decimal("30.00")
-    assert "Refunded 30.00 RUB" in texts(response)[0]
+    assert f"Refunded {format_money(Decimal('30.00'), 'RUB')};" in texts(response)[0]
 
     # The confirmation page of an empty field posts what was left then.
     page = admin_client.post(refund_url(invoice), {"amount": ""})

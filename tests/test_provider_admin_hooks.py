@@ -73,12 +73,12 @@ def test_a_provider_page_is_linked_from_the_list_and_renders(
 ) -> None:
     listing = admin_client.get(CHANGELIST)
     assert f'href="{PAGE}"' in listing.content.decode()
-    assert "Sandbox (sandbox): Balance" in listing.content.decode()
+    assert "Sandbox: Balance" in listing.content.decode()
     page = admin_client.get(PAGE)
     assert page.status_code == 200
     body = page.content.decode()
     assert '<p id="balance">12.50 USDT for sandbox</p>' in body
-    assert "<title>Sandbox (sandbox): Balance" in body
+    assert "<title>Sandbox: Balance" in body
     assert f'href="{CHANGELIST}"' in body  # the way back
 
 
@@ -117,7 +117,7 @@ def test_health_is_shown_in_the_admin_and_by_check(
         Sandbox, "health", lambda self: ["The API key is blocked: re-index it."]
     )
     listing = admin_client.get(CHANGELIST).content.decode()
-    assert "Sandbox (sandbox): The API key is blocked: re-index it." in listing
+    assert "Sandbox: The API key is blocked: re-index it." in listing
     invoice = make_invoice()
     change = reverse("admin:django_payments_ru_invoice_change", args=[invoice.pk])
     assert "The API key is blocked" in admin_client.get(change).content.decode()

@@ -84,14 +84,29 @@ def _label(invoice: Invoice) -> str:
 
 
 def _provider_label(provider: BaseProvider) -> str:
-    """ "QuantaPay (quantapay)": the name and the alias, which tells two
-    aliases of one provider apart."""
-    name = provider.display_name
-    return (
-        f"{name} ({provider.alias})"
-        if name and name != provider.alias
-        else provider.alias
-    )
+    """How a list of providers names one for people (a page title, a choice, a
+    warning): its name (:func:`_provider_name`), and its alias too only when
+    another configured alias has the same name ("Life-Pay (shop_a)",
+    "Life-Pay (shop_b)"), so that they can be told apart."""
+    name = _provider_name(provider)
+    if name in _shared_names():
+        return f"{name} ({provider.alias})"
+    return name
+
+
+def _shared_names() -> set[str]:
+    """The names that more than one configured alias goes by."""
+    from .. import registry
+
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for alias in registry.aliases():
+        try:
+            name = _provider_name(registry.get_provider(alias))
+        except ImproperlyConfigured:
+            continue
+        (shared if name in seen else seen).add(name)
+    return shared
 
 
 def _provider_name(provider: BaseProvider) -> str:

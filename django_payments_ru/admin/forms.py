@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 from .. import registry
 from ..exceptions import InvalidInput
 from ..models import Invoice
-from .base import _error_text
+from .base import _error_text, _provider_label
 
 
 class AmountField(forms.CharField):
@@ -46,13 +46,14 @@ def _amount_help() -> str:
 
 
 def _provider_choices() -> list[tuple[str, str]]:
+    """The configured providers by name ("Life-Pay: ECOM"); a broken alias by
+    its alias, for the merchant to recognise."""
     choices = []
     for alias in registry.aliases():
         try:
-            name = registry.get_provider(alias).display_name
+            label = _provider_label(registry.get_provider(alias))
         except ImproperlyConfigured:
-            name = ""
-        label = f"{alias} ({name})" if name and name != alias else alias
+            label = alias
         choices.append((alias, label))
     return choices
 

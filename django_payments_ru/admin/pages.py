@@ -39,7 +39,6 @@ from ..status import InvoiceStatus
 from .base import (
     _error_text,
     _label,
-    _money,
     _money_display,
     _provider_label,
     _provider_name,
@@ -603,21 +602,20 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             return False
         refunded = invoice.refunded_amount - before
         if refunded > 0:
-            text = _("Refunded %(amount)s %(currency)s; the invoice is %(status)s.")
-            amount_text = _money(refunded, invoice.currency)
+            text = _("Refunded %(amount)s; the invoice is %(status)s.")
+            amount_text = _money_display(refunded, invoice.currency)
         else:
             # The provider accepted the refund and will confirm it by webhook.
             text = _(
-                "Refund of %(amount)s %(currency)s requested; the provider will "
-                "confirm it. The invoice is %(status)s."
+                "Refund of %(amount)s requested; the provider will confirm it. The "
+                "invoice is %(status)s."
             )
-            amount_text = _money(
+            amount_text = _money_display(
                 Decimal(amount) if amount else invoice.refundable_amount,
                 invoice.currency,
             )
         message = text % {
             "amount": amount_text,
-            "currency": invoice.currency,
             "status": invoice.get_status_display(),
         }
         self._done(request, invoice, message)

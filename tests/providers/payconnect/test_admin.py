@@ -9,6 +9,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from django_payments_ru.admin.operations import CONFIRM_FIELD
+from django_payments_ru.formatting import format_money
 from django_payments_ru.providers.payconnect.emulator import emulator
 from django_payments_ru.status import InvoiceStatus
 
@@ -59,7 +60,8 @@ class TestPayConnectAdmin(PayConnectCase):
             refund_url, {"amount": "", CONFIRM_FIELD: "yes"}, follow=True
         )
         messages = [str(m) for m in get_messages(full.wsgi_request)]
-        assert any("Refunded 70.00 RUB" in m for m in messages), messages
+        refunded = format_money(Decimal("70.00"), "RUB")
+        assert any(f"Refunded {refunded};" in m for m in messages), messages
         self.assert_invoice(
             invoice, InvoiceStatus.REFUNDED, refunds=2, refunded="100.00"
         )
