@@ -9,11 +9,18 @@ by each field (``get_db_prep_save``, ``pre_save`` for ``auto_now``), through
 SQL built once. Model signals are honoured: while a ``pre_save`` or
 ``post_save`` receiver is connected for the model (an audit log, a history
 app), the helpers go through ``Model.save`` as before.
+
+Inside :func:`batch` the writes wait and go out together: on PostgreSQL as
+one statement (``WITH w1 AS (INSERT ...), w2 AS (UPDATE ...) UPDATE ...``),
+one round trip instead of three; elsewhere one after the other. Any other
+statement on the connection in between (a read, an ORM write) sends the
+waiting writes first, so nothing ever reads around them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections, router
@@ -56,6 +63,90 @@ def _compiled(key: tuple[Any, ...], build: Any) -> str:
     return sql
 
 
+#: The attribute of a connection that holds its open batch.
+_BATCH = "_payments_ru_rows_batch"
+
+
+class _Batch:
+    """The writes waiting on one connection: ``(sql, params, row)`` where ``row``
+    is ``(table, pk)`` for an UPDATE (one statement may change a row once)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.waiting: list[tuple[str, list[Any]]] = []
+        self.rows: set[tuple[str, Any]] = set()
+        # PostgreSQL runs data-modifying statements in WITH, each once and to
+        # completion, on one snapshot: independent rows only (``rows``).
+        self.together = connection.vendor == "postgresql"
+
+    def add(self, sql: str, params: list[Any], row: tuple[str, Any] | None) -> None:
+        if row is not None:
+            if row in self.rows:
+                self.flush()
+            self.rows.add(row)
+        self.waiting.append((sql, params))
+
+    def flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        self.rows = set()
+        if not waiting:
+            return
+        with self.connection.cursor() as cursor:
+            if self.together and len(waiting) > 1:
+                *first, (last_sql, last_params) = waiting
+                parts = [f"w{i} AS ({sql})" for i, (sql, _p) in enumerate(first)]
+                params = [p for _sql, ps in first for p in ps]
+                cursor.execute(
+                    f"WITH {', '.join(parts)} {last_sql}", [*params, *last_params]
+                )
+            else:
+                for sql, params in waiting:
+                    cursor.execute(sql, params)
+
+    def before(
+        self,
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: Mapping[str, Any],
+    ) -> Any:
+        """The connection's execute wrapper: the waiting writes go first."""
+        if self.waiting:
+            self.flush()
+        return execute(sql, params, many, context)
+
+
+@contextmanager
+def batch(using: str) -> Iterator[None]:
+    """Hold the single-row writes on ``using`` and send them together when the
+    block ends (or before any other statement); on an error, they are
+    dropped with the transaction the caller rolls back."""
+    connection = connections[using]
+    if getattr(connection, _BATCH, None) is not None:
+        yield  # already batching: the outer block sends them
+        return
+    pending = _Batch(connection)
+    setattr(connection, _BATCH, pending)
+    try:
+        with connection.execute_wrapper(pending.before):
+            yield
+            pending.flush()
+    finally:
+        setattr(connection, _BATCH, None)
+
+
+def _execute(
+    connection: Any, sql: str, params: list[Any], row: tuple[str, Any] | None = None
+) -> None:
+    pending = getattr(connection, _BATCH, None)
+    if pending is not None:
+        pending.add(sql, params, row)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def update(instance: Model, fields: Sequence[str]) -> None:
     """``instance.save(update_fields=fields)``, by primary key.
 
@@ -77,8 +168,7 @@ def update(instance: Model, fields: Sequence[str]) -> None:
         f.get_db_prep_save(f.pre_save(instance, False), connection) for f in concrete
     ]
     params.append(instance.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    _execute(connection, sql, params, (model._meta.db_table, instance.pk))
 
 
 def insert(instance: Model) -> None:
@@ -109,8 +199,7 @@ def insert(instance: Model) -> None:
     params = [
         f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    _execute(connection, sql, params)
     instance._state.adding = False
     instance._state.db = using
 
@@ -133,5 +222,4 @@ def update_by_pk(
         for f, name in zip(concrete, names, strict=True)
     ]
     params.append(pk)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    _execute(connection, sql, params, (model._meta.db_table, pk))

@@ -1295,7 +1295,10 @@ def receive_webhook_events(provider: BaseProvider, events: list[PaymentEvent]) -
     # API is asked outside any transaction (process_webhook_event).
     if _can_upsert(using) and not provider.confirms_webhooks:
         try:
-            with transaction.atomic(using=using):
+            # The writes of the change go out together at the end (rows.batch):
+            # on PostgreSQL, one statement for the payment, the invoice and
+            # the inbox row's outcome.
+            with transaction.atomic(using=using), rows.batch(using):
                 for event, payload in checked:
                     pk, status, _count, attempts = _upsert_event(
                         using, provider.alias, event, payload

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_save, pre_save
 from django.test.utils import CaptureQueriesContext
 
@@ -90,3 +90,75 @@ def test_a_webhook_still_sends_model_signals_to_a_listener(
     assert "Payment" in senders and "Invoice" in senders
     (fields,) = [f for _, sender, f in listener.seen if sender == "Invoice"]
     assert "status" in fields and "paid_amount" in fields
+
+
+# --- batch: the writes of a change sent together ----------------------------------
+
+
+def _writes(queries: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "WITH"))
+    ]
+
+
+def _charge(invoice: Invoice, source: str) -> Payment:
+    return Payment(
+        invoice=invoice,
+        kind=Payment.Kind.CHARGE,
+        amount=invoice.amount,
+        currency="RUB",
+        source=source,
+    )
+
+
+def test_a_batch_sends_its_writes_when_it_ends() -> None:
+    invoice = make_invoice("10.00")
+    with (
+        CaptureQueriesContext(connection) as queries,
+        transaction.atomic(),
+        rows.batch("default"),
+    ):
+        rows.insert(_charge(invoice, "batch:1"))
+        invoice.description = "batched"
+        rows.update(invoice, ["description"])
+        assert _writes(queries) == []  # held until the block ends
+        rows.update_by_pk(Invoice, invoice.pk, {"order_key": "k-1"})
+    sent = _writes(queries)
+    if connection.vendor == "postgresql":
+        # One statement; the same invoice row twice is two (PostgreSQL changes
+        # a row once per statement).
+        assert len(sent) == 2, sent
+        assert sent[0].lstrip().upper().startswith("WITH")
+    else:
+        assert len(sent) == 3, sent
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert (stored.description, stored.order_key) == ("batched", "k-1")
+    assert Payment.objects.get().source == "batch:1"
+
+
+def test_a_statement_inside_a_batch_sees_the_writes_before_it() -> None:
+    invoice = make_invoice("10.00")
+    with transaction.atomic(), rows.batch("default"):
+        rows.update_by_pk(Invoice, invoice.pk, {"description": "first"})
+        rows.insert(_charge(invoice, "batch:2"))
+        # A read in the middle sends the waiting writes first.
+        assert Invoice.objects.get(pk=invoice.pk).description == "first"
+        assert Payment.objects.filter(source="batch:2").exists()
+        rows.update_by_pk(Invoice, invoice.pk, {"description": "second"})
+    assert Invoice.objects.get(pk=invoice.pk).description == "second"
+
+
+def test_a_batch_that_fails_writes_nothing() -> None:
+    invoice = make_invoice("10.00")
+    with pytest.raises(RuntimeError), transaction.atomic(), rows.batch("default"):
+        rows.update_by_pk(Invoice, invoice.pk, {"description": "lost"})
+        rows.insert(_charge(invoice, "batch:3"))
+        raise RuntimeError("the change failed")
+    assert Invoice.objects.get(pk=invoice.pk).description != "lost"
+    assert not Payment.objects.exists()
+    # The connection is left as it was: a write after the block goes out at once.
+    with CaptureQueriesContext(connection) as queries:
+        rows.update_by_pk(Invoice, invoice.pk, {"description": "now"})
+    assert len(_writes(queries)) == 1
