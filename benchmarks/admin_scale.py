@@ -86,6 +86,41 @@ def fill_events(count: int) -> None:
         cursor.execute(sql, [timezone.now(), count])
 
 
+#: The sortable columns of each list: (the column's position in
+#: ``list_display``, 1-based as the admin's ``o`` parameter has it, its name).
+INVOICE_SORTS = [
+    (2, "amount"),
+    (3, "status"),
+    (4, "provider"),
+    (5, "e-mail"),
+    (7, "created"),
+    (8, "paid at"),
+]
+EVENT_SORTS = [(2, "provider"), (3, "type"), (4, "status"), (9, "received")]
+
+
+def sorted_pages(
+    kind: str, columns: list[tuple[int, str]]
+) -> list[tuple[str, str, dict[str, str]]]:
+    """Each sortable column, both ways (a click on its header, then another)."""
+    return [
+        (kind, f"sorted by {name}{suffix}", {"o": f"{sign}{position}"})
+        for position, name in columns
+        for sign, suffix in (("", ""), ("-", ", descending"))
+    ]
+
+
+def last_page(model: Any) -> int:
+    """The last page the list offers (50 rows a page, the estimated count)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
+            [model._meta.db_table],
+        )
+        estimate = int(cursor.fetchone()[0])
+    return max(1, -(-estimate // 50))
+
+
 def pages() -> list[tuple[str, str, dict[str, str]]]:
     """(list, page, query) for every page measured."""
     invoice = Invoice.objects.filter(order_id="fill-123456").get()
@@ -94,6 +129,9 @@ def pages() -> list[tuple[str, str, dict[str, str]]]:
     return [
         ("invoices", "list", {}),
         ("invoices", "page 500", {"p": "500"}),
+        ("invoices", "page 10 000 (middle)", {"p": "10000"}),
+        ("invoices", "last page", {"p": str(last_page(Invoice))}),
+        *sorted_pages("invoices", INVOICE_SORTS),
         ("invoices", "status: pending", {"status__exact": "pending"}),
         ("invoices", "provider", {"provider": "payconnect"}),
         ("invoices", "needs attention", {"needs_attention__exact": "1"}),
@@ -113,6 +151,8 @@ def pages() -> list[tuple[str, str, dict[str, str]]]:
         ("invoices", "search: nothing found", {"q": "unicorn"}),
         ("events", "list", {}),
         ("events", "page 500", {"p": "500"}),
+        ("events", "last page", {"p": str(last_page(WebhookEvent))}),
+        *sorted_pages("events", EVENT_SORTS),
         ("events", "status: failed", {"status__exact": "failed"}),
         ("events", "provider", {"provider": "payconnect"}),
         ("events", "needs attention", {"needs_attention__exact": "1"}),
@@ -172,11 +212,11 @@ def render(rows: list[dict[str, Any]], about: dict[str, Any]) -> str:
         f"webhook events, PostgreSQL {about['postgresql']}, median of "
         f"{ROUNDS} requests (after one to warm up)",
         "",
-        f"{'list':<9} {'page':<34} {'ms':>7} {'max ms':>7} {'queries':>7} {'rows':>5}",
+        f"{'list':<9} {'page':<36} {'ms':>7} {'max ms':>7} {'queries':>7} {'rows':>5}",
     ]
     for row in rows:
         lines.append(
-            f"{row['list']:<9} {row['page']:<34} {row['median_ms']:>7.1f} "
+            f"{row['list']:<9} {row['page']:<36} {row['median_ms']:>7.1f} "
             f"{row['max_ms']:>7.1f} {row['statements']:>7} {row['rows']:>5}"
         )
     return "\n".join(lines)

@@ -111,17 +111,36 @@ class Invoice(models.Model):
             ),
         ]
         indexes = [
+            # The admin's list in its order and sorted by a column, either way
+            # (admin/scale.py index_orders): each ends with the primary key,
+            # so that a later page's ids are read from the index alone.
             models.Index(
-                fields=["status", "-created_at"], name="payments_ru_inv_status"
+                fields=["status", "-created_at", "-id"],
+                name="payments_ru_inv_status_sort",
             ),
             models.Index(
-                fields=["provider", "-created_at"], name="payments_ru_inv_provider"
+                fields=["provider", "-created_at", "-id"],
+                name="payments_ru_inv_prov_sort",
+            ),
+            models.Index(
+                fields=["-created_at", "-id"], name="payments_ru_inv_created_sort"
+            ),
+            models.Index(
+                fields=["amount", "-created_at", "-id"],
+                name="payments_ru_inv_amount_sort",
+            ),
+            models.Index(
+                fields=["paid_at", "-created_at", "-id"],
+                name="payments_ru_inv_paid_sort",
+            ),
+            models.Index(
+                fields=["customer_email", "-created_at", "-id"],
+                name="payments_ru_inv_email_sort",
             ),
             models.Index(
                 fields=["needs_attention", "-created_at"],
                 name="payments_ru_inv_attention",
             ),
-            models.Index(fields=["-created_at"], name="payments_ru_inv_created"),
             models.Index(fields=["order_id"], name="payments_ru_inv_order"),
             models.Index(
                 fields=["order_key", "status"],
@@ -133,7 +152,6 @@ class Invoice(models.Model):
                 name="payments_ru_inv_paid_twice",
                 condition=Q(paid_twice=True),
             ),
-            models.Index(fields=["customer_email"], name="payments_ru_inv_email"),
             models.Index(fields=["customer_phone"], name="payments_ru_inv_phone"),
             models.Index(
                 fields=["provider", "provider_payment_id"],
@@ -420,11 +438,18 @@ class WebhookEvent(models.Model):
             ),
         ]
         indexes = [
+            # The admin's list sorted by a column, either way (see Invoice).
             models.Index(
-                fields=["status", "-received_at"], name="payments_ru_wh_status"
+                fields=["status", "-received_at", "-id"],
+                name="payments_ru_wh_status_sort",
             ),
             models.Index(
-                fields=["provider", "-received_at"], name="payments_ru_wh_provider"
+                fields=["provider", "-received_at", "-id"],
+                name="payments_ru_wh_prov_sort",
+            ),
+            models.Index(
+                fields=["event_type", "-received_at", "-id"],
+                name="payments_ru_wh_type_sort",
             ),
             # The admin: the list's order, the event id alone (exact and
             # prefix), the events that need attention.

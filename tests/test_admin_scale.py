@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from django_payments_ru.admin import InvoiceAdmin, WebhookEventAdmin
-from django_payments_ru.admin.scale import EstimatedCountPaginator
+from django_payments_ru.admin.scale import EstimatedCountPaginator, index_orders
 from django_payments_ru.events import EventType
 from django_payments_ru.models import Invoice, WebhookEvent
 
@@ -419,3 +419,104 @@ def test_a_page_of_few_matches_is_read_by_id_and_a_later_page_joins_its_rows_onl
     joined = [s for s in sql if "JOIN" in s and "django_payments_ru_webhookevent" in s]
     assert len(joined) == 1 and "OFFSET" not in joined[0], joined
     assert any("OFFSET" in s and "JOIN" not in s for s in sql), sql
+
+
+# --- sorting and deep pages -------------------------------------------------------
+
+
+def _order_field(admin_class: Any, column: str) -> str:
+    attribute = getattr(admin_class, column, None)
+    return str(getattr(attribute, "admin_order_field", None) or column)
+
+
+@pytest.mark.parametrize(
+    ("admin_class", "model"),
+    [(InvoiceAdmin, Invoice), (WebhookEventAdmin, WebhookEvent)],
+)
+def test_every_sortable_column_has_an_index_that_sorts_it_either_way(
+    admin_class: Any, model: Any
+) -> None:
+    orders = index_orders(model)
+    for column in admin_class.sortable_by:
+        field = _order_field(admin_class, column).lstrip("-")
+        assert field in orders, (admin_class.__name__, column, sorted(orders))
+        assert orders[field][-1].lstrip("-") == "id", orders[field]
+
+
+def _page_sql(sql: list[str]) -> str:
+    [page] = [
+        s
+        for s in sql
+        if s.startswith('SELECT "django_payments_ru_invoice"."id", ')
+        and "ORDER BY" in s
+    ]
+    return page
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_a_sorted_column_breaks_ties_as_its_index_does_and_reverses_whole(
+    admin_client: Client,
+) -> None:
+    for i, invoice in enumerate(fill(12)):
+        Invoice.objects.filter(pk=invoice.pk).update(amount=10 + i % 3)
+    table = '"django_payments_ru_invoice".'
+    ascending = f'{table}"amount" ASC, {table}"created_at" DESC, {table}"id" DESC'
+    descending = f'{table}"amount" DESC, {table}"created_at" ASC, {table}"id" ASC'
+    rows = list(Invoice.objects.order_by("amount", "-created_at", "-id"))
+    for o, order, expected in (
+        ("2", ascending, rows[:5]),
+        ("-2", descending, rows[::-1][:5]),
+    ):
+        assert order in _page_sql(statements(admin_client, INVOICES, {"o": o}))
+        listed = admin_client.get(INVOICES, {"o": o}).context["cl"].result_list
+        assert [i.pk for i in listed] == [i.pk for i in expected], o
+
+
+def test_a_column_the_list_does_not_sort_by_is_ignored_in_the_url(
+    admin_client: Client,
+) -> None:
+    fill(3)
+    column = ["action_checkbox", *InvoiceAdmin.list_display].index("attention_display")
+    response = admin_client.get(INVOICES, {"o": str(column)})
+    assert response.status_code == 200
+    listed = [i.pk for i in response.context["cl"].result_list]
+    assert listed == [i.pk for i in Invoice.objects.order_by("-created_at", "-id")]
+
+
+@pytest.mark.skipif(not POSTGRES, reason="the page reads are PostgreSQL's")
+@pytest.mark.usefixtures("small_pages")
+def test_a_page_past_the_middle_is_read_from_the_end(admin_client: Client) -> None:
+    fill(28)
+    expected = list(Invoice.objects.values_list("pk", flat=True))
+    for number in range(1, 7):
+        cl = admin_client.get(INVOICES, {"p": str(number)}).context["cl"]
+        listed = [i.pk for i in cl.result_list]
+        assert listed == expected[(number - 1) * 5 : number * 5], number
+    # The last page's ids: the list's order reversed, from its start.
+    ids = [
+        s
+        for s in statements(admin_client, INVOICES, {"p": "6"})
+        if s.startswith('SELECT "django_payments_ru_invoice"."id" AS "pk" FROM')
+    ]
+    assert len(ids) == 1 and '"created_at" ASC' in ids[0], statements(
+        admin_client, INVOICES, {"p": "6"}
+    )
+    assert "OFFSET" not in ids[0], ids
+
+
+@pytest.mark.skipif(not POSTGRES, reason="the page reads are PostgreSQL's")
+@pytest.mark.usefixtures("small_pages")
+def test_a_page_deeper_than_the_limit_shows_the_nearest_one_and_says_so(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(60)  # 12 pages of 5: within 10 rows of an end, pages 1-3 and 10-12
+    monkeypatch.setattr(EstimatedCountPaginator, "max_depth", 10)
+    expected = list(Invoice.objects.values_list("pk", flat=True))
+    for asked, shown in ((3, 3), (6, 3), (8, 10), (10, 10)):
+        response = admin_client.get(INVOICES, {"p": str(asked)})
+        cl = response.context["cl"]
+        assert cl.page_num == shown, asked
+        listed = [i.pk for i in cl.result_list]
+        assert listed == expected[(shown - 1) * 5 : shown * 5], asked
+        told = f"Page {asked} is not shown" in response.content.decode()
+        assert told == (asked != shown), asked

@@ -25,8 +25,9 @@ import re
 import uuid
 from typing import Any
 
-from django.contrib import admin
-from django.core.exceptions import ImproperlyConfigured
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.paginator import Page, Paginator
 from django.db import connections
 from django.db.models import BooleanField, Q, QuerySet
@@ -71,6 +72,16 @@ class EstimatedCountPaginator(Paginator):
 
     #: Counted exactly up to this many rows.
     cap = 1000
+    #: How far from either end of a list a page may start (rows): a page is
+    #: read with an ``OFFSET`` from the nearer end, which an index walks
+    #: row by row. A page further in is not read: the nearest page at this
+    #: depth is shown instead (:attr:`clamped_from` says which was asked).
+    max_depth = 10_000
+    #: The page number asked, when a page deeper than :attr:`max_depth` was
+    #: replaced by the nearest one that is served.
+    clamped_from: int | None = None
+    #: The page shown instead.
+    clamped_to = 0
 
     #: ``"estimate"`` (the table's statistics), ``"capped"`` (more than
     #: :attr:`cap`) or ``""`` (exact), once :attr:`count` is read.
@@ -92,17 +103,40 @@ class EstimatedCountPaginator(Paginator):
             "postgresql"
         ):
             return super().page(number)
-        number = self.validate_number(number)
+        number = self._served(self.validate_number(number))
         bottom = (number - 1) * self.per_page
         top = min(bottom + self.per_page, count)
         if top + self.orphans >= count:
             top = count
         if self.matches is not None:
             rows = rows.filter(pk__in=self.matches)
-        if number > 1 and rows.query.select_related:
+            if number > 1 and rows.query.select_related:
+                ids = list(rows.values_list("pk", flat=True)[bottom:top])
+                return Page(rows.filter(pk__in=ids), number, self)
+            return Page(rows[bottom:top], number, self)
+        if number == 1:
+            return Page(rows[bottom:top], number, self)
+        # A later page: its ids first, from the nearer end of the list (an
+        # index-only scan of the list's order, read backwards for the second
+        # half), then only those rows.
+        if bottom <= count - top:
             ids = list(rows.values_list("pk", flat=True)[bottom:top])
-            return Page(rows.filter(pk__in=ids), number, self)
-        return Page(rows[bottom:top], number, self)
+        else:
+            backwards = rows.reverse().values_list("pk", flat=True)
+            ids = list(backwards[count - top : count - bottom])
+        return Page(rows.filter(pk__in=ids), number, self)
+
+    def _served(self, number: int) -> int:
+        """``number``, or the nearest page within :attr:`max_depth` rows of
+        either end of the list."""
+        depth = max(1, self.max_depth // self.per_page)
+        last = self.num_pages
+        if number <= depth + 1 or number >= last - depth:
+            return number
+        self.clamped_from = number
+        nearer_start = number - depth - 1 <= last - depth - number
+        self.clamped_to = depth + 1 if nearer_start else last - depth
+        return self.clamped_to
 
     @cached_property
     def count(self) -> int:
@@ -158,6 +192,97 @@ def _rounded(count: int) -> int:
         return count
     step = 10 ** (digits - 2)
     return round(count / step) * step
+
+
+# --- sorting ----------------------------------------------------------------------
+
+
+def index_orders(model: Any) -> dict[str, tuple[str, ...]]:
+    """The orders that the model's indexes serve whole, by their first field:
+    ``{"amount": ("amount", "-created_at", "-id")}`` for an index on those
+    fields (one without a condition that ends with the primary key, so that
+    a page's ids are read from the index alone)."""
+    pk = model._meta.pk.attname
+    found: dict[str, tuple[str, ...]] = {}
+    for index in model._meta.indexes:
+        fields = tuple(index.fields)
+        if index.condition is not None or index.opclasses or len(fields) < 2:
+            continue
+        if fields[-1].lstrip("-") not in (pk, "pk"):
+            continue
+        found.setdefault(fields[0].lstrip("-"), fields)
+    return found
+
+
+def _reversed(term: str) -> str:
+    return term[1:] if term.startswith("-") else f"-{term}"
+
+
+class IndexedChangeList(ChangeList):
+    """A change list whose sorted pages an index reads in either direction.
+
+    A click on a column sorts by it and breaks ties as the column's index
+    orders them (:func:`index_orders`); the other direction is the same
+    order reversed, the index read backwards. Django's own tie-breaker (the
+    primary key, descending, whatever the direction) would make the database
+    sort the whole table for a page of 50. A page deeper than the
+    paginator's ``max_depth`` is replaced by the nearest one, with a message
+    that says how to reach the rows in between."""
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Any]) -> list[Any]:
+        ordering = super().get_ordering(request, queryset)
+        asked = str(self.params.get(ORDER_VAR, ""))
+        if asked and not self._sortable(asked):
+            # A column the list does not offer to sort by, asked in the URL:
+            # the list's own order.
+            self.params = {k: v for k, v in self.params.items() if k != ORDER_VAR}
+            return super().get_ordering(request, queryset)
+        if not asked or "." in asked or not ordering:
+            return ordering
+        primary = ordering[0]
+        if not isinstance(primary, str):
+            return ordering
+        name = primary.lstrip("-")
+        try:
+            found = self.lookup_opts.get_field(name)
+        except FieldDoesNotExist:
+            return ordering
+        name = getattr(found, "attname", name)
+        order = index_orders(self.model).get(name)
+        if order is None:
+            return ordering
+        if primary.startswith("-") == order[0].startswith("-"):
+            return list(order)
+        return [_reversed(term) for term in order]
+
+    def _sortable(self, asked: str) -> bool:
+        """Whether every column of the ``o`` parameter may be sorted by."""
+        for part in asked.split("."):
+            _none, _pfx, idx = part.rpartition("-")
+            try:
+                name = self.list_display[int(idx)]
+            except (IndexError, ValueError):
+                return False
+            if self.sortable_by is not None and name not in self.sortable_by:
+                return False
+        return True
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        asked = getattr(self.paginator, "clamped_from", None)
+        if asked is None:
+            return
+        depth = number_format(self.paginator.max_depth, force_grouping=True)
+        self.page_num = self.paginator.clamped_to
+        messages.info(
+            request,
+            _(
+                "Page %(page)s is not shown: pages more than %(depth)s rows from "
+                "either end of the list are not read. Filter the list (by date, "
+                "status or provider) or search to reach those rows."
+            )
+            % {"page": number_format(asked, force_grouping=True), "depth": depth},
+        )
 
 
 # --- filters ----------------------------------------------------------------------

@@ -33,7 +33,12 @@ from .base import (
     _RecordAdmin,
     logger,
 )
-from .scale import EstimatedCountPaginator, ProviderFilter, search_webhook_events
+from .scale import (
+    EstimatedCountPaginator,
+    IndexedChangeList,
+    ProviderFilter,
+    search_webhook_events,
+)
 
 #: The statuses whose event's page offers "Reprocess": the ones that did not
 #: do what they came for.
@@ -81,6 +86,8 @@ class WebhookEventAdmin(_RecordAdmin):
         "received_at",
     )
     list_display_links = ("event_id_display",)
+    # The columns an index sorts either way at a million rows (admin/scale.py).
+    sortable_by = ("provider_display", "event_type", "status", "received_at")
     change_form_template = "admin/django_payments_ru/webhookevent/change_form.html"
     list_filter = ("status", "needs_attention", ProviderFilter, "event_type")
     # What the search looks at; get_search_results builds the lookups
@@ -121,6 +128,11 @@ class WebhookEventAdmin(_RecordAdmin):
     )
 
     # --- columns -------------------------------------------------------------------
+
+    def get_changelist(
+        self, request: HttpRequest, **kwargs: Any
+    ) -> type[IndexedChangeList]:
+        return IndexedChangeList
 
     @admin.display(description=gettext_lazy("event id"), ordering="dedupe_id")
     def event_id_display(self, obj: WebhookEvent) -> SafeString:
