@@ -45,12 +45,14 @@ from django_payments_ru.exceptions import (
 )
 from django_payments_ru.models import Invoice, Payment, WebhookEvent
 from django_payments_ru.money import MAX_AMOUNT
+from django_payments_ru.providers import payload as payload_module
 from django_payments_ru.providers.base import BaseProvider
 from django_payments_ru.providers.lifepay.signature import sign_notification
 from django_payments_ru.providers.payconnect.provider import sign as payconnect_sign
 from django_payments_ru.providers.payload import (
     MAX_DEPTH,
     MAX_INT_DIGITS,
+    UNSAFE_TEXT,
     check_json_value,
     json_depth,
     load_form,
@@ -1109,3 +1111,73 @@ def test_webhook_verifying_turns_hostile_errors_into_verification_failures():
     with pytest.raises(WebhookVerificationError) as info, webhook_verifying("x"):
         raise TypeError
     assert info.value.code == "unverifiable"
+
+
+# --- one walk at most -------------------------------------------------------------
+
+_JSON_TEXT = st.text(
+    alphabet=st.characters(
+        categories=["L", "N", "P", "Zs", "Cc", "Cs"], max_codepoint=0xE000
+    ),
+    max_size=8,
+)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | _JSON_TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_JSON_TEXT, inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _holds_unsafe_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(UNSAFE_TEXT.search(value))
+    if isinstance(value, dict):
+        return any(
+            _holds_unsafe_text(k) or _holds_unsafe_text(v) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_holds_unsafe_text(v) for v in value)
+    return False
+
+
+@given(value=_JSON_VALUES, ascii_only=st.booleans())
+@hsettings(max_examples=300, deadline=None)
+def test_load_json_refuses_exactly_the_values_that_hold_unsafe_text(
+    value: Any, ascii_only: bool
+) -> None:
+    # Escaped (\\u0000, \\ud800, \\b) or as the characters themselves, in a key
+    # or a value: the text's own check stands for the walk of the value.
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    refused = False
+    try:
+        load_json(text, provider="sandbox")
+    except WebhookParseError:
+        refused = True
+    assert refused == _holds_unsafe_text(value), text
+
+
+def test_a_clean_body_is_not_walked_and_its_event_not_walked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    walked: list[Any] = []
+    real = payload_module.check_text
+
+    def counting(value: str, **kwargs: Any) -> str:
+        walked.append(value)
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(payload_module, "check_text", counting)
+    body = json.dumps({"id": "evt_1", "data": {"name": "Маракуя", "tags": ["a"]}})
+    data = load_json(body.encode(), provider="sandbox")
+    assert walked == []
+    assert check_json_value(data, provider="sandbox") is data
+    assert walked == []
+    # Anything else is walked: a copy of it, or a body with an escape that
+    # may hide a control character.
+    check_json_value(json.loads(body), provider="sandbox")
+    assert "Маракуя" in walked
+    walked.clear()
+    load_json('{"tab": "a\\u0009b"}', provider="sandbox")
+    assert walked == ["tab", "a\tb"]  # the key and the value

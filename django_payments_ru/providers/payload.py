@@ -33,6 +33,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import accumulate
 from typing import Any, Final, NoReturn
 from urllib.parse import parse_qsl
@@ -85,6 +86,15 @@ _JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _INT_CEILING: Final = 10**MAX_INT_DIGITS
+#: In a JSON text, an escape that may decode to an unsafe character: ``\b``,
+#: ``\f``, ``\u0000`` to ``\u001f``, a surrogate. It over-matches (an escaped
+#: backslash before a ``b``): a match only means that the decoded value is
+#: walked (:func:`check_json_value`).
+_UNSAFE_ESCAPE = re.compile(r"\\(?:[bf]|u00[01]|u[dD][89a-fA-F])")
+#: The value :func:`load_json` returned last in this context, known to be safe:
+#: :func:`check_json_value` does not walk it again (the event whose raw
+#: payload is the body, :func:`~django_payments_ru.events.check_event`).
+_SAFE: ContextVar[Any] = ContextVar("payments_ru_safe_json", default=None)
 
 
 def _refuse(message: str, *, code: str, provider: str) -> NoReturn:
@@ -190,7 +200,14 @@ def load_json(body: bytes | str, *, provider: str = "") -> Any:
         _refuse(
             _("The webhook body is not JSON."), code="invalid_json", provider=provider
         )
-    return check_json_value(data, provider=provider)
+    # What the parse let through: its hooks refused the numbers, the depth was
+    # measured, keys are text, and a string can only hold an unsafe character
+    # that the text holds or escapes. Only then is the value walked.
+    if unsafe_text(text) or _UNSAFE_ESCAPE.search(text):
+        check_json_value(data, provider=provider)
+    if isinstance(data, dict | list):
+        _SAFE.set(data)
+    return data
 
 
 def load_json_object(body: bytes | str, *, provider: str = "") -> dict[str, Any]:
@@ -219,7 +236,10 @@ def check_json_value(
     raise :class:`WebhookParseError`: only mappings with string keys, lists,
     tuples, strings, booleans, ``None``, bounded integers and finite floats, no
     unsafe text (:data:`UNSAFE_TEXT`), no deeper than ``max_depth``. Walks
-    without recursion, so any depth is refused cleanly."""
+    without recursion, so any depth is refused cleanly. The body that
+    :func:`load_json` returned last is known to be safe and not walked again."""
+    if value is not None and value is _SAFE.get() and max_depth >= MAX_DEPTH:
+        return value
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
