@@ -46,6 +46,9 @@ setup(
             "pytest-benchmark>=4.0",
             # tests/test_faults.py: webhooks under load through a real server.
             "gunicorn>=23.0",
+            # tests/browser/: Debian's Chromium driven by Playwright (the
+            # browser itself is a system package; without it they skip).
+            "playwright>=1.40",
         ],
         "lint": [
             "ruff>=0.6",
@@ -55,6 +58,9 @@ setup(
             "types-requests>=2.31",
         ],
         "docs": ["sphinx>=7.0"],
+        # The browser tests alone (tests/browser/): Playwright for Python,
+        # driving /usr/bin/chromium (apt-get install chromium).
+        "browser": ["playwright>=1.40"],
         # make bench: the webhook benchmarks under a real WSGI server.
         "bench": ["gunicorn>=23.0"],
     },

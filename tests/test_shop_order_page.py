@@ -94,3 +94,19 @@ def test_an_expired_attempt_says_so_and_offers_a_new_one(
     assert "The time to pay this invoice has run out." in html
     assert "Choose how to pay" in html
     assert invoice_of(order) != expired  # a fresh invoice behind the new link
+
+
+def test_a_cancelled_attempt_says_so_and_offers_a_new_one(
+    client: Any, order: Order
+) -> None:
+    # Love&Pay's customer may cancel on its page (loveandpay.md section 5),
+    # and a merchant may cancel an invoice in the admin: the order is still
+    # open, and the page says why that attempt is over.
+    page(client, order)
+    cancelled = invoice_of(order)
+    services.apply_event(event(cancelled, EventType.CANCELLED))
+    html = page(client, order)
+    assert "This invoice was cancelled and can no longer be paid." in html
+    assert 'data-order-status="awaiting_payment"' in html
+    assert "Choose how to pay" in html
+    assert invoice_of(order) != cancelled

@@ -67,13 +67,16 @@ def _held(order: Order) -> Invoice | None:
     )
 
 
+#: The ends of an attempt the order page tells the customer about: declined,
+#: out of time, or cancelled (by the customer on the provider's page, or by the
+#: merchant) while the order is still open.
+_TOLD_ENDS = (InvoiceStatus.FAILED, InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED)
+
+
 def _last_ended(order: Order) -> Invoice | None:
-    """The last attempt that was declined or ran out of time, to say so."""
-    ended = [
-        i
-        for i in order.invoices()
-        if i.status in (InvoiceStatus.FAILED, InvoiceStatus.EXPIRED)
-    ]
+    """The last attempt that was declined, ran out of time or was cancelled,
+    to say so."""
+    ended = [i for i in order.invoices() if i.status in _TOLD_ENDS]
     return max(
         ended, key=lambda i: (i.status_changed_at or i.created_at, i.pk), default=None
     )
