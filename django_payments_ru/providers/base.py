@@ -547,8 +547,8 @@ class BaseProvider:
         refund), validated against what was paid before this is called, and
         sent where the provider's API takes them.
         :func:`~django_payments_ru.services.refund_invoice` passes it only to
-        providers that declare the capability, so the others keep this
-        signature."""
+        providers that declare the capability and only for an invoice with a
+        receipt, so the others keep this signature."""
         raise NotSupported(
             f"{self.display_name} does not support refunds.", provider=self.alias
         )
