@@ -83,6 +83,8 @@ __all__ = [
     "record_events",
     "refresh_invoice",
     "refund_invoice",
+    "refund_lines",
+    "refunded_receipts",
     "release_claim",
     "release_invoice",
     "start_payment",
@@ -1658,7 +1660,14 @@ def _refund_lines(
                 provider=invoice.provider,
             )
         return None
-    refunded = [
+    return parse_refund_lines(
+        paid, refunded_receipts(invoice), data, amount=amount, currency=invoice.currency
+    )
+
+
+def refunded_receipts(invoice: Invoice) -> list[Receipt]:
+    """The receipt lines of ``invoice``'s refunds, confirmed or in flight."""
+    return [
         lines
         for operation in invoice.operations.filter(
             kind=Operation.Kind.REFUND,
@@ -1666,9 +1675,19 @@ def _refund_lines(
         ).exclude(receipt={})
         if (lines := operation.get_receipt()) is not None
     ]
-    return parse_refund_lines(
-        paid, refunded, data, amount=amount, currency=invoice.currency
-    )
+
+
+def refund_lines(
+    invoice: Invoice,
+    receipt: Receipt | Mapping[str, Any] | list[Any] | None = None,
+    amount: Decimal | int | str | None = None,
+) -> Receipt | None:
+    """The receipt lines :func:`refund_invoice` would refund with these
+    arguments, without refunding (``None`` for an invoice without a receipt):
+    for a form that states the refund before it is confirmed. Raises
+    :class:`~django_payments_ru.exceptions.InvalidInput` as it would."""
+    value = None if amount is None else to_amount(amount, invoice.currency)
+    return _refund_lines(invoice, receipt, value)
 
 
 def refund_invoice(
