@@ -512,7 +512,7 @@ def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
                     "left": format_amount(payment.refundable_amount, payment.currency),
                 },
             )
-        refund = {
+        refund: dict[str, Any] = {
             "id": emulator.new_id("re"),
             "amount": format_amount(amount, payment.currency),
             "created_at": clock.now().isoformat(),

@@ -145,7 +145,7 @@ class Provider(BaseProvider):
         # after a failed or expired payment has a new claim and a new key.
         previous = invoice.provider_payment_id or "first"
         key = key or f"{invoice.uuid}:after:{previous}"
-        body = {
+        body: dict[str, Any] = {
             "amount": format_amount(invoice.amount, invoice.currency),
             "currency": invoice.currency,
             "description": invoice.description or f"Order {invoice.order_id}",
