@@ -148,6 +148,14 @@ def test_a_provider_without_receipts_refuses_them(payconnect):
     )
 
 
+def test_the_refusal_is_in_russian(payconnect):
+    from django.utils import translation
+
+    with translation.override("ru"), pytest.raises(NotSupported) as info:
+        services.create_invoice(provider=payconnect, amount="930.00", receipt=LINES)
+    assert "чек" in str(info.value)
+
+
 def test_a_shop_printing_receipts_elsewhere_may_give_lines(payconnect, settings):
     settings.PAYMENTS_RU = {**settings.PAYMENTS_RU, "RECEIPTS_PRINTED_ELSEWHERE": True}
     invoice = services.create_invoice(

@@ -154,6 +154,14 @@ def test_each_error_names_the_line_and_the_field(overrides, field):
     assert field in str(exc)
 
 
+def test_the_messages_are_translated():
+    from django.utils import translation
+
+    with translation.override("ru"):
+        exc = error([line(quantity="1.5")])
+    assert "Строка чека 1" in str(exc)
+
+
 def test_name_length():
     name = "Я" * receipts.NAME_MAX_LENGTH
     ok = parse_receipt([line(name=name)], amount=Decimal("340"), currency="RUB")
