@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 
+from django_payments_ru.exceptions import RemovedInDjangoPaymentsRu2Warning
 from django_payments_ru.models import Invoice
 from django_payments_ru.receipts import Receipt
 from django_payments_ru.status import InvoiceStatus
@@ -62,6 +64,38 @@ class TestSandboxReceipts(ReceiptContract):
         return [r.get("receipt") for r in self.adapter.refunds(invoice)]
 
     # --- the sandbox's own -----------------------------------------------------------
+
+    def test_the_old_metadata_receipt_arrives_as_neutral_lines(self):
+        old = [
+            {
+                "name": "Маракуя",
+                "price": "340.00",
+                "quantity": "1",
+                "sum": "340.00",
+                "vat_mode": "none",
+            }
+        ]
+        with pytest.warns(RemovedInDjangoPaymentsRu2Warning):
+            invoice = self.create_invoice(amount="340.00", metadata={"receipt": old})
+
+        self.start(invoice)
+
+        assert self.arrived(invoice) == {
+            "delivery": "email",
+            "lines": [
+                {
+                    "name": "Маракуя",
+                    "quantity": "1",
+                    "price": "340.00",
+                    "amount": "340.00",
+                    "vat": "none",
+                    "unit": "piece",
+                    "payment_object": "commodity",
+                    "payment_method": "full_payment",
+                    "code": "",
+                }
+            ],
+        }
 
     def test_the_pay_page_shows_the_lines(self):
         invoice = self.create_invoice(amount=ORDER_TOTAL, receipt=order())
