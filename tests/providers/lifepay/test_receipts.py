@@ -117,6 +117,16 @@ class TestLifePayReceipts(A1LiteReceipts):
         self.assert_invoice(invoice, InvoiceStatus.PAID)
         assert self.arrived(invoice) == '{"items":' + EXAMPLE + "}"
 
+    def test_the_pay_page_shows_the_items(self):
+        invoice = self.receipt_invoice()
+
+        page = self.open_checkout(self.start(invoice))
+
+        assert page.text.count('class="receipt-line"') == 3
+        assert "<td>Маракуя</td><td>0.5</td><td>340.00</td><td>170.00</td>" in (
+            page.text
+        )
+
     def test_the_emulator_refuses_in_the_requests_language(self):
         invoice = self.create_invoice(amount="1000.00")
         items = copy.deepcopy(RAW_ITEMS)
