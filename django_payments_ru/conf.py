@@ -57,6 +57,12 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRY_GRACE": 300,
     # Invoices one expiry run handles at most.
     "EXPIRY_LIMIT": 500,
+    # --- receipts (54-FZ, docs/receipts.rst) ---
+    # The shop prints its receipts itself (its own cash register or fiscal
+    # service): an invoice with receipt lines is accepted by a provider that
+    # prints none. False: such an invoice is refused, so nobody believes a
+    # receipt was printed when none was.
+    "RECEIPTS_PRINTED_ELSEWHERE": False,
 }
 
 WEBHOOK_MODES = ("sync", "celery")

@@ -285,6 +285,14 @@ class ProviderResponseError(ProviderError):
     default_code = "bad_response"
 
 
+# -- deprecations ------------------------------------------------------------
+
+
+class RemovedInDjangoPaymentsRu2Warning(DeprecationWarning):
+    """A feature that goes away in django-payments-ru 2.0 (one release after
+    its replacement appeared)."""
+
+
 # -- configuration (outside the root on purpose) ------------------------------
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
 
     from .providers.base import BaseProvider, Checkout
+    from .receipts import Receipt
 
 
 def check_constraint(condition: Q, name: str) -> models.CheckConstraint:
@@ -68,6 +69,10 @@ class Invoice(models.Model):
     customer_email = models.EmailField(_("customer e-mail"), blank=True)
     customer_phone = models.CharField(_("customer phone"), max_length=32, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    #: The 54-FZ receipt (:meth:`Receipt.to_json()
+    #: <django_payments_ru.receipts.Receipt.to_json>`), validated by
+    #: :func:`~django_payments_ru.services.create_invoice`; ``{}``: none.
+    receipt = models.JSONField(_("receipt"), default=dict, blank=True)
     #: Where the customer is sent after the provider's page (the shop's order page).
     return_url = models.CharField(_("return URL"), max_length=2000, blank=True)
 
@@ -196,6 +201,13 @@ class Invoice(models.Model):
 
         return Checkout.from_json(self.checkout) if self.checkout else None
 
+    def get_receipt(self) -> Receipt | None:
+        """The invoice's :class:`~django_payments_ru.receipts.Receipt`, or
+        ``None`` when it has none."""
+        from .receipts import Receipt
+
+        return Receipt.from_json(self.receipt) if self.receipt else None
+
     def add_attention_note(self, text: str) -> None:
         """Append ``text``, stamped with the time, to the attention history
         (not saved; the caller holds the row lock and saves). The same text as
@@ -296,6 +308,9 @@ class Operation(models.Model):
     #: that (the caller died or timed out) the next start reconciles it first.
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=1)
+    #: A refund's receipt lines (:meth:`Receipt.to_json()
+    #: <django_payments_ru.receipts.Receipt.to_json>`); ``{}``: none.
+    receipt = models.JSONField(_("receipt"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     settled_at = models.DateTimeField(_("settled"), null=True, blank=True)
 
@@ -331,6 +346,12 @@ class Operation(models.Model):
     @property
     def in_flight(self) -> bool:
         return self.state == self.State.IN_FLIGHT
+
+    def get_receipt(self) -> Receipt | None:
+        """The refund's receipt lines, or ``None``."""
+        from .receipts import Receipt
+
+        return Receipt.from_json(self.receipt) if self.receipt else None
 
 
 class Payment(models.Model):

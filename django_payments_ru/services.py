@@ -16,6 +16,7 @@ import logging
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -45,12 +46,14 @@ from .exceptions import (
     OperationInFlight,
     PaymentsError,
     ProviderAPIError,
+    RemovedInDjangoPaymentsRu2Warning,
     TransactionOpen,
     WebhookParseError,
 )
 from .models import Invoice, Operation, Payment, WebhookEvent
 from .money import normalize_currency, to_amount
 from .providers.base import BaseProvider, Capability, Checkout
+from .receipts import Receipt, from_legacy_metadata, parse_receipt, parse_refund_lines
 from .registry import get_provider
 from .status import (
     CANCELLABLE,
@@ -80,6 +83,8 @@ __all__ = [
     "record_events",
     "refresh_invoice",
     "refund_invoice",
+    "refund_lines",
+    "refunded_receipts",
     "release_claim",
     "release_invoice",
     "start_payment",
@@ -120,6 +125,7 @@ def create_invoice(
     return_url: str = "",
     order_key: str = "",
     uuid: _UUID | None = None,
+    receipt: Receipt | Mapping[str, Any] | list[Any] | None = None,
 ) -> Invoice:
     """Create an invoice for ``amount`` to be paid through the provider ``provider``
     (an alias of ``PAYMENTS_RU["PROVIDERS"]``). Validates everything before it
@@ -142,7 +148,19 @@ def create_invoice(
 
     ``uuid`` names the invoice in advance, for a caller that must give the
     provider the invoice's reference before the row exists (a batch upload);
-    by default a random one is made. A UUID already taken is refused."""
+    by default a random one is made. A UUID already taken is refused.
+
+    ``receipt`` is the 54-FZ receipt (:doc:`/receipts`): a
+    :class:`~django_payments_ru.receipts.Receipt`, ``{"lines": [...],
+    "delivery": "email"}`` or a list of lines, validated by
+    :func:`~django_payments_ru.receipts.parse_receipt` (the lines add up to
+    ``amount``). A provider without
+    :attr:`~django_payments_ru.providers.base.Capability.RECEIPTS` refuses it
+    with :class:`~django_payments_ru.exceptions.NotSupported` unless
+    ``PAYMENTS_RU["RECEIPTS_PRINTED_ELSEWHERE"]`` is true. Life-Pay's old
+    ``metadata["receipt"]`` is still read, with a
+    :class:`~django_payments_ru.exceptions.RemovedInDjangoPaymentsRu2Warning`:
+    it becomes ``receipt`` and leaves the stored metadata."""
     backend = get_provider(provider)
     code = normalize_currency(currency)
     value = to_amount(amount, code)
@@ -164,6 +182,8 @@ def create_invoice(
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput(_("metadata must be a dict."), field="metadata")
     validation.check_texts(metadata, "metadata")
+    metadata, receipt = _legacy_receipt(metadata, receipt)
+    lines = _receipt_for(backend, receipt, value, code)
     back = _limit(return_url, "return_url", 2000)
     if back:
         # The return view redirects the customer there: the shop's hosts only.
@@ -181,6 +201,7 @@ def create_invoice(
         metadata=metadata or {},
         return_url=back,
         order_key=_limit(order_key, "order_key", 64),
+        receipt=lines.to_json() if lines is not None else {},
     )
     if uuid is not None:
         if Invoice.objects.filter(uuid=uuid).exists():
@@ -205,6 +226,57 @@ def create_invoice(
             ) from None
         raise
     return invoice
+
+
+def _legacy_receipt(
+    metadata: dict[str, Any] | None, receipt: Any
+) -> tuple[dict[str, Any] | None, Any]:
+    """The metadata without Life-Pay's deprecated ``"receipt"`` key, and the
+    receipt it held (converted to the neutral lines)."""
+    if not metadata or "receipt" not in metadata:
+        return metadata, receipt
+    warnings.warn(
+        'metadata["receipt"] is deprecated and will be removed in '
+        "django-payments-ru 2.0: pass the lines as create_invoice(receipt=...) "
+        "(docs/receipts.rst).",
+        RemovedInDjangoPaymentsRu2Warning,
+        stacklevel=3,
+    )
+    if receipt is not None:
+        raise InvalidInput(
+            _('Give the receipt once: as receipt, not also as metadata["receipt"].'),
+            field="receipt",
+        )
+    converted = from_legacy_metadata(metadata)
+    rest = {key: value for key, value in metadata.items() if key != "receipt"}
+    return rest, converted
+
+
+def _receipt_for(
+    backend: BaseProvider, receipt: Any, amount: Decimal, currency: str
+) -> Receipt | None:
+    """The validated receipt of a new invoice, refused when ``backend`` prints
+    none and the shop does not print it elsewhere."""
+    if receipt is None:
+        return None
+    lines = parse_receipt(receipt, amount=amount, currency=currency)
+    if (
+        not backend.supports(Capability.RECEIPTS)
+        and not payments_settings.RECEIPTS_PRINTED_ELSEWHERE
+    ):
+        # A shop must never believe a receipt was printed when none was.
+        raise NotSupported(
+            _(
+                "%(name)s does not print 54-FZ receipts: the receipt lines would "
+                "not reach the customer. Print them with your own cash register "
+                'and set PAYMENTS_RU["RECEIPTS_PRINTED_ELSEWHERE"] = True, or '
+                "choose a provider that prints receipts."
+            )
+            % {"name": backend.display_name},
+            provider=backend.alias,
+            code="receipts_not_supported",
+        )
+    return lines
 
 
 # --- claims ---------------------------------------------------------------------
@@ -294,7 +366,13 @@ def _settle(operation: Operation, state: str, reason: str = "") -> None:
 _REFUSALS = (ProviderAPIError, InvalidInput, NotSupported, InvalidOperation)
 
 
-def _claim(invoice: Invoice, kind: str, *, amount: Decimal | None = None) -> Operation:
+def _claim(
+    invoice: Invoice,
+    kind: str,
+    *,
+    amount: Decimal | None = None,
+    receipt: Receipt | None = None,
+) -> Operation:
     """Record ``kind`` on the locked ``invoice`` as in flight. One start, capture,
     release or cancel at a time: another one in flight raises
     :class:`OperationInFlight` (a start whose lease ran out no longer counts: its
@@ -314,7 +392,11 @@ def _claim(invoice: Invoice, kind: str, *, amount: Decimal | None = None) -> Ope
     try:
         with transaction.atomic():
             return Operation.objects.create(
-                invoice=invoice, kind=kind, amount=amount, key=_new_key(kind)
+                invoice=invoice,
+                kind=kind,
+                amount=amount,
+                key=_new_key(kind),
+                receipt=receipt.to_json() if receipt is not None else {},
             )
     except IntegrityError:  # a concurrent claim won (SQLite has no row locks)
         raise OperationInFlight(
@@ -1566,10 +1648,67 @@ def _in_flight_total(invoice: Invoice, kind: str) -> Decimal:
     return invoice.quantize(total or Decimal(0))
 
 
+def _refund_lines(
+    invoice: Invoice, data: Any, amount: Decimal | None
+) -> Receipt | None:
+    """The receipt lines of a refund of ``amount`` (``None``: of the lines'
+    total) on the locked ``invoice``, checked against the paid lines minus
+    those of its other refunds (confirmed or in flight)."""
+    paid = invoice.get_receipt()
+    if paid is None:
+        if data is not None:
+            raise InvalidInput(
+                _("This invoice has no receipt, so a refund cannot name lines."),
+                field="receipt",
+                provider=invoice.provider,
+            )
+        return None
+    return parse_refund_lines(
+        paid, refunded_receipts(invoice), data, amount=amount, currency=invoice.currency
+    )
+
+
+def refunded_receipts(invoice: Invoice) -> list[Receipt]:
+    """The receipt lines of ``invoice``'s refunds, confirmed or in flight."""
+    return [
+        lines
+        for operation in invoice.operations.filter(
+            kind=Operation.Kind.REFUND,
+            state__in=[Operation.State.IN_FLIGHT, Operation.State.CONFIRMED],
+        ).exclude(receipt={})
+        if (lines := operation.get_receipt()) is not None
+    ]
+
+
+def refund_lines(
+    invoice: Invoice,
+    receipt: Receipt | Mapping[str, Any] | list[Any] | None = None,
+    amount: Decimal | int | str | None = None,
+) -> Receipt | None:
+    """The receipt lines :func:`refund_invoice` would refund with these
+    arguments, without refunding (``None`` for an invoice without a receipt):
+    for a form that states the refund before it is confirmed. Raises
+    :class:`~django_payments_ru.exceptions.InvalidInput` as it would."""
+    value = None if amount is None else to_amount(amount, invoice.currency)
+    return _refund_lines(invoice, receipt, value)
+
+
 def refund_invoice(
-    invoice: Invoice, amount: Decimal | int | str | None = None
+    invoice: Invoice,
+    amount: Decimal | int | str | None = None,
+    *,
+    receipt: Receipt | Mapping[str, Any] | list[Any] | None = None,
 ) -> Invoice:
     """Refund ``amount`` (default: everything not yet refunded or being refunded).
+
+    An invoice with a receipt refunds receipt lines too (:doc:`/receipts`):
+    by default every line not yet refunded; ``receipt`` names the lines of a
+    partial refund (its total is the default ``amount``), each a paid line with
+    at most the quantity left. Lines never paid, or an amount that is not the
+    lines' total, raise :class:`~django_payments_ru.exceptions.InvalidInput`
+    before anything is sent. The lines are stored on the refund's
+    :class:`~django_payments_ru.models.Operation` and given to the provider's
+    ``refund`` when it prints receipts.
 
     The refund is claimed under the invoice's row lock before the provider is
     called: refunds in flight count against what may still be refunded, a
@@ -1610,7 +1749,18 @@ def refund_invoice(
                 },
                 provider=locked.provider,
             )
-        value = left if amount is None else to_amount(amount, locked.currency)
+        value = None if amount is None else to_amount(amount, locked.currency)
+        if value is None and receipt is None:
+            value = left
+        lines = _refund_lines(locked, receipt, value)
+        if value is None:
+            value = lines.total if lines is not None else left
+        if value <= 0:
+            raise InvalidAmount(
+                _("The amount must be greater than zero."),
+                field="amount",
+                provider=locked.provider,
+            )
         if value > left:
             raise InvalidAmount(
                 _(
@@ -1627,8 +1777,13 @@ def refund_invoice(
                 % {"name": provider.display_name},
                 provider=locked.provider,
             )
-        operation = _claim(locked, Operation.Kind.REFUND, amount=value)
-    event = _send(operation, lambda: provider.refund(locked, value, key=operation.key))
+        operation = _claim(locked, Operation.Kind.REFUND, amount=value, receipt=lines)
+    refund: Callable[..., PaymentEvent | None] = provider.refund
+    if lines is not None and provider.supports(Capability.RECEIPTS):
+        # Only providers that print receipts take the keyword (base.py); an
+        # invoice without a receipt is refunded by the call every provider has.
+        refund = partial(refund, receipt=lines)
+    event = _send(operation, lambda: refund(locked, value, key=operation.key))
     if event is not None:
         apply_event(event, operation=operation)
     return _fresh(invoice)

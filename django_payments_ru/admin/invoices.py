@@ -14,6 +14,7 @@ overwritten.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
@@ -25,12 +26,13 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from .. import registry
+from .. import registry, services
 from ..models import Invoice, Operation, Payment, WebhookEvent
 from ..paylinks import pay_link, pay_path
 from ..providers.base import Capability
@@ -44,7 +46,7 @@ from .base import (
     _ReadOnlyInline,
     logger,
 )
-from .forms import InvoiceChangeForm
+from .forms import InvoiceChangeForm, delivery_choices
 from .operations import INVOICE_OPERATIONS, OPERATION_ACTIONS, with_operation_actions
 from .pages import InvoicePages
 from .scale import (
@@ -240,6 +242,10 @@ class InvoiceAdmin(InvoicePages):
             },
         ),
         (
+            gettext_lazy("Receipt (54-FZ)"),
+            {"fields": ("receipt_display",)},
+        ),
+        (
             gettext_lazy("Attention"),
             {
                 "fields": (
@@ -337,6 +343,66 @@ class InvoiceAdmin(InvoicePages):
             obj.order_key,
             ngettext("%(count)d other invoice", "%(count)d other invoices", others)
             % {"count": others},
+        )
+
+    @admin.display(description=gettext_lazy("receipt"))
+    def receipt_display(self, obj: Invoice) -> SafeString | str:
+        receipt = obj.get_receipt()
+        if receipt is None:
+            return _("No receipt lines.")
+        refunded: dict[tuple[str, Decimal], Decimal] = {}
+        for lines in services.refunded_receipts(obj):
+            for line in lines.lines:
+                refunded[line.key] = refunded.get(line.key, Decimal(0)) + line.quantity
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    line.name,
+                    f"{line.quantity.normalize():f}",
+                    line.unit,
+                    _money_display(line.price, obj.currency),
+                    _money_display(line.amount, obj.currency),
+                    line.vat,
+                    line.payment_object,
+                    line.payment_method,
+                    f"{refunded.pop(line.key).normalize():f}"
+                    if line.key in refunded
+                    else "",
+                )
+                for line in receipt.lines
+            ),
+        )
+        heads = format_html_join(
+            "",
+            "<th>{}</th>",
+            (
+                (capfirst(head),)
+                for head in (
+                    _("name"),
+                    _("quantity"),
+                    _("unit"),
+                    _("price"),
+                    _("sum"),
+                    _("VAT rate"),
+                    _("payment subject"),
+                    _("payment method"),
+                    _("refunded"),
+                )
+            ),
+        )
+        delivery = dict(delivery_choices()).get(receipt.delivery, receipt.delivery)
+        return format_html(
+            '<table class="payments-ru-receipt"><thead><tr>{}</tr></thead>'
+            '<tbody>{}</tbody><tfoot><tr><td colspan="4">{}</td><td>{}</td>'
+            '<td colspan="4">{}</td></tr></tfoot></table>',
+            heads,
+            rows,
+            _("Total"),
+            _money_display(receipt.total, obj.currency),
+            _("sent by: %(delivery)s") % {"delivery": delivery},
         )
 
     metadata_display = _preformatted_field(

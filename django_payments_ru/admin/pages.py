@@ -35,6 +35,7 @@ from ..formatting import plain_amount
 from ..models import Invoice, Operation
 from ..money import to_amount
 from ..providers.base import AdminForm, BaseProvider, Capability, ProviderAdminView
+from ..receipts import ReceiptLine, refundable_lines
 from ..status import InvoiceStatus
 from .base import (
     _error_text,
@@ -65,6 +66,10 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
                     "customer_phone",
                 )
             },
+        ),
+        (
+            gettext_lazy("Receipt (54-FZ)"),
+            {"fields": ("receipt", "receipt_delivery")},
         ),
     )
 
@@ -412,6 +417,7 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
                 description=data["description"],
                 customer_email=data["customer_email"],
                 customer_phone=data["customer_phone"],
+                receipt=data.get("receipt_data"),
             )
         except InvalidInput as exc:
             field = exc.field if exc.field in form.fields else None
@@ -467,6 +473,8 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
         form = RefundForm(
             request.POST if request.method == "POST" else None,
             refundable=_money_display(left, invoice.currency),
+            lines=self._refundable_lines(invoice),
+            currency=invoice.currency,
         )
         if refusal is None and request.method == "POST" and form.is_valid():
             amount = self._refund_amount(invoice, form, left)
@@ -488,6 +496,14 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             refundable=_money_display(left, currency),
         )
         return self._render_page(request, "refund.html", context)
+
+    def _refundable_lines(self, invoice: Invoice) -> tuple[ReceiptLine, ...]:
+        """The receipt lines not yet refunded nor being refunded (none for an
+        invoice without a receipt)."""
+        paid = invoice.get_receipt()
+        if paid is None:
+            return ()
+        return refundable_lines(paid, services.refunded_receipts(invoice))
 
     def _refundable(self, invoice: Invoice) -> Decimal:
         """What can still be refunded: paid, less refunded and refunds in flight."""
@@ -532,6 +548,8 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
         """The amount the form asks for (empty: everything left), or None with
         the error on the form."""
         text = form.cleaned_data["amount"].strip()
+        if form.receipt_lines:
+            return self._lines_amount(invoice, form, text, left)
         if not text:
             return left
         try:
@@ -548,6 +566,34 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             return None
         return amount
 
+    def _lines_amount(
+        self, invoice: Invoice, form: RefundForm, text: str, left: Decimal
+    ) -> Decimal | None:
+        """The amount of a refund of receipt lines: the chosen lines' total
+        (every line left when none is chosen), checked by the services before
+        the confirmation page states it."""
+        try:
+            lines = services.refund_lines(invoice, form.chosen_lines(), text or None)
+        except InvalidInput as exc:
+            line = exc.details.get("line")
+            field = "amount"
+            if isinstance(line, int) and form.chosen_lines():
+                chosen = form.hidden_lines()
+                if 0 < line <= len(chosen):
+                    field = chosen[line - 1][0]
+            form.add_error(field, exc.message)
+            return None
+        if lines is None:  # pragma: no cover - the form has lines
+            return left
+        if lines.total > left:
+            form.add_error(
+                "amount",
+                _("At most %(left)s can be refunded.")
+                % {"left": _money_display(left, invoice.currency)},
+            )
+            return None
+        return lines.total
+
     def _confirm_refund(
         self,
         request: HttpRequest,
@@ -562,7 +608,19 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             "provider": _provider_name(invoice.get_provider()),
             "left": _money_display(left - amount, currency),
         }
-        if amount == invoice.refundable_amount:
+        chosen = form.chosen_lines() if form.receipt_lines else None
+        if chosen is not None:
+            text = _(
+                "%(amount)s will be returned to the customer through "
+                "%(provider)s for these receipt lines: %(lines)s; %(left)s can "
+                "still be refunded afterwards."
+            ) % {
+                **values,
+                "lines": "; ".join(
+                    f"{line['name']} \u00d7 {line['quantity']}" for line in chosen
+                ),
+            }
+        elif amount == invoice.refundable_amount:
             text = (
                 _(
                     "%(amount)s will be returned to the customer through "
@@ -588,15 +646,16 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             crumb=_("Refund"),
             # The amount stated, exactly (an empty field: what was left when
             # the page was shown, not what is left when it is confirmed).
-            hidden=[("amount", plain_amount(amount, currency))],
+            hidden=[("amount", plain_amount(amount, currency)), *form.hidden_lines()],
             action_url=self._url(invoice, "refund"),
         )
 
     def _refund(self, request: HttpRequest, invoice: Invoice, form: RefundForm) -> bool:
         amount = form.cleaned_data["amount"].strip() or None
         before = invoice.refunded_amount
+        lines = form.chosen_lines() if form.receipt_lines else None
         try:
-            invoice = services.refund_invoice(invoice, amount)
+            invoice = services.refund_invoice(invoice, amount, receipt=lines)
         except Exception as exc:
             _show_error(form, exc, "Refund of invoice %s failed", invoice.uuid)
             return False

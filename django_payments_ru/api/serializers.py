@@ -45,6 +45,10 @@ class InvoiceSerializer(serializers.ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     is_paid = serializers.BooleanField(read_only=True)
     amount = AmountField()
+    #: The 54-FZ receipt (:meth:`Receipt.to_json()
+    #: <django_payments_ru.receipts.Receipt.to_json>`: decimals as strings), or
+    #: ``null``.
+    receipt = serializers.SerializerMethodField()
 
     class Meta:
         model = Invoice
@@ -61,5 +65,9 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "created_at",
             "status_changed_at",
             "expires_at",
+            "receipt",
         ]
         read_only_fields = fields
+
+    def get_receipt(self, obj: Invoice) -> dict[str, Any] | None:
+        return obj.receipt or None

@@ -74,6 +74,10 @@ class Capability(StrEnum):
     RECURRENT = "recurrent"
     SPLIT = "split"
     HOLD = "hold"  # two-stage: capture() / release()
+    #: Prints 54-FZ receipts: the provider sends ``invoice.get_receipt()``'s
+    #: lines when it starts a payment and the refund's lines from
+    #: ``refund(..., receipt=...)`` (see docs/receipts.rst).
+    RECEIPTS = "receipts"
 
 
 #: The hooks a capability needs: a provider that declares the capability and
@@ -534,7 +538,17 @@ class BaseProvider:
         self, invoice: Invoice, amount: Decimal, *, key: str = ""
     ) -> PaymentEvent | None:
         """Return ``amount`` to the customer. Returns the REFUNDED event when the
-        provider confirms at once, ``None`` when a webhook will confirm later."""
+        provider confirms at once, ``None`` when a webhook will confirm later.
+
+        A provider with :attr:`Capability.RECEIPTS` takes one more keyword,
+        ``receipt: Receipt | None = None``
+        (:class:`django_payments_ru.receipts.Receipt`): the lines refunded
+        (every line not yet refunded by default, a subset for a partial
+        refund), validated against what was paid before this is called, and
+        sent where the provider's API takes them.
+        :func:`~django_payments_ru.services.refund_invoice` passes it only to
+        providers that declare the capability and only for an invoice with a
+        receipt, so the others keep this signature."""
         raise NotSupported(
             f"{self.display_name} does not support refunds.", provider=self.alias
         )

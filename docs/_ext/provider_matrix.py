@@ -37,6 +37,7 @@ COLUMNS = (
     "Batch status",
     "Recurrent",
     "Split",
+    "Receipts",
     "Webhook authentication",
     "Emulator",
 )
@@ -50,6 +51,8 @@ CAPABILITY_COLUMNS = {
     "Batch status": Capability.BATCH_STATUS,
     "Recurrent": Capability.RECURRENT,
     "Split": Capability.SPLIT,
+    # 54-FZ receipts (docs/receipts.rst).
+    "Receipts": Capability.RECEIPTS,
 }
 
 

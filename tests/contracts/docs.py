@@ -140,6 +140,7 @@ MATRIX_CAPABILITIES = {
     "Batch status": Capability.BATCH_STATUS,
     "Recurrent": Capability.RECURRENT,
     "Split": Capability.SPLIT,
+    "Receipts": Capability.RECEIPTS,
 }
 
 

@@ -33,6 +33,47 @@ from .signature import sign_v2
 
 if TYPE_CHECKING:
     from ...models import Invoice
+    from ...receipts import Receipt
+
+
+#: What Life-Pay is assumed to print for an item without ``payment_object`` or
+#: ``payment_method`` (ASSUMPTION L-8: the official example item of lifepay.md
+#: §10 sends neither; only the plugins add them, C-DRUPAL). A line with these
+#: values is sent as the example is, without them.
+ITEM_DEFAULTS = {"payment_object": "commodity", "payment_method": "full_payment"}
+KOPECK = Decimal("0.01")
+
+
+def _quantity(value: Decimal) -> Decimal:
+    """A quantity as §10's example writes it: ``1``, not ``1.000``."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+def invoice_items(receipt: Receipt) -> list[dict[str, Any]]:
+    """The neutral receipt's lines as ``invoice_data`` items (lifepay.md §10),
+    in the order of the reference's example (``code, name, unit, price,
+    quantity, sum, vat_mode``): vat -> ``vat_mode``, amount -> ``sum``; prices
+    and sums in rubles with two decimals, JSON numbers (:func:`.metadata.dumps`
+    writes Decimals digit for digit)."""
+    items = []
+    for line in receipt.lines:
+        item: dict[str, Any] = {}
+        if line.code:
+            item["code"] = line.code
+        item["name"] = line.name
+        item["unit"] = line.unit
+        item["price"] = line.price.quantize(KOPECK)
+        item["quantity"] = _quantity(line.quantity)
+        item["sum"] = line.amount.quantize(KOPECK)
+        item["vat_mode"] = line.vat
+        for name, default in ITEM_DEFAULTS.items():
+            value = getattr(line, name)
+            if value != default:
+                item[name] = value
+        items.append(item)
+    return items
 
 
 class A1LiteProvider(Provider):
@@ -48,6 +89,7 @@ class A1LiteProvider(Provider):
     currencies = frozenset({"RUB"})
     # lifepay.md §5: refunds, details, holds (process_funds_blocked) and §8
     # recurrent registration; split_data exists in ECOM only (§11.2).
+    # lifepay.md §10: the pay form's invoice_data carries the receipt's lines.
     capabilities = frozenset(
         {
             Capability.REFUND,
@@ -55,6 +97,7 @@ class A1LiteProvider(Provider):
             Capability.STATUS,
             Capability.RECURRENT,
             Capability.HOLD,
+            Capability.RECEIPTS,
         }
     )
     #: What the signed alba calls do (§5): refunds, details, holds.
@@ -156,10 +199,10 @@ class A1LiteProvider(Provider):
         channel = meta.payment_type(options) or str(self.config["payment_type"] or "")
         if channel:
             fields["payment_type"] = channel
-        items = meta.receipt_items(invoice.metadata, invoice.amount)
-        if items:
+        receipt = invoice.get_receipt()
+        if receipt is not None:
             # lifepay.md §10: invoice_data is a JSON string with items[].
-            fields["invoice_data"] = meta.dumps({"items": items})
+            fields["invoice_data"] = meta.dumps({"items": invoice_items(receipt)})
         fields.update(
             meta.recurrent_registration(
                 options, order_id=order_id, email=invoice.customer_email
@@ -274,9 +317,17 @@ class A1LiteProvider(Provider):
         )
 
     def refund(
-        self, invoice: Invoice, amount: Decimal, *, key: str = ""
+        self,
+        invoice: Invoice,
+        amount: Decimal,
+        *,
+        key: str = "",
+        receipt: Receipt | None = None,
     ) -> PaymentEvent | None:
         # ``key`` is not sent: alba/refund/ takes no idempotency key (§5).
+        # Nor ``receipt``: alba/refund/ takes tid, amount and reason only (§5,
+        # C-RFI); the refunded lines are recorded by us (the refund's
+        # Operation), and Life-Pay prints the refund receipt itself.
         self._alba(
             "refund",
             {

@@ -58,8 +58,22 @@ class EcomProvider(Provider):
     # lifepay.md §11.7: ECOM refunds are documented only by T-NOTES (low
     # confidence) and not offered (docs: limitations). Holds are: §9 gives the
     # charges/{charge_id}/blocked endpoint (end_hold).
+    #
+    # RECEIPTS: lifepay.md §11.2 gives the invoice ``send_receipt_through``
+    # (email|sms|nothing, default email): Life-Pay issues the receipt of every
+    # ECOM invoice and sends it as that says. The reference gives the invoice
+    # no receipt lines (§10's invoice_data is the A1Lite form's): the printed
+    # receipt is the one Life-Pay makes for the invoice (its name and amount);
+    # the neutral lines are validated and kept by us, and the receipt's
+    # ``delivery`` becomes ``send_receipt_through`` (docs: receipt mapping).
     capabilities = frozenset(
-        {Capability.STATUS, Capability.RECURRENT, Capability.SPLIT, Capability.HOLD}
+        {
+            Capability.STATUS,
+            Capability.RECURRENT,
+            Capability.SPLIT,
+            Capability.HOLD,
+            Capability.RECEIPTS,
+        }
     )
     base_url_option = "api_url"
     # lifepay.md §3.2, §8: these exist for the A1Lite pay form only.
@@ -164,11 +178,6 @@ class EcomProvider(Provider):
                 field="amount",
                 provider=self.alias,
             )
-        if "receipt" in invoice.metadata:
-            raise meta.invalid(
-                "metadata.receipt",
-                _("ECOM invoices take no receipt lines; use send_receipt_through."),
-            )
         options = self.lifepay_options(invoice)
         body: dict[str, Any] = {
             "order_id": meta.text(
@@ -188,10 +197,23 @@ class EcomProvider(Provider):
             body["phone"] = int(invoice.customer_phone.lstrip("+"))
         if "is_recurrent" in options:
             body["is_recurrent"] = meta.is_recurrent(options)
+        receipt = invoice.get_receipt()
         if "send_receipt_through" in options:
-            body["send_receipt_through"] = meta.receipt_channel(
-                options["send_receipt_through"]
-            )
+            channel = meta.receipt_channel(options["send_receipt_through"])
+            if receipt is not None and channel != receipt.delivery:
+                raise meta.invalid(
+                    "metadata.lifepay.send_receipt_through",
+                    _(
+                        "is %(channel)s, but the receipt's delivery is "
+                        "%(delivery)s: give one of them."
+                    )
+                    % {"channel": channel, "delivery": receipt.delivery},
+                )
+            body["send_receipt_through"] = channel
+        if receipt is not None:
+            # lifepay.md §11.2: the receipt's delivery is the channel; its
+            # lines are not sent (the invoice takes none, see capabilities).
+            body["send_receipt_through"] = receipt.delivery
         if "recurrent_schedule" in options:
             if not body.get("is_recurrent"):
                 raise meta.invalid(

@@ -3,19 +3,20 @@ anything is saved or sent.
 
 Documented keys (``docs/providers/lifepay.rst``):
 
-``metadata["receipt"]``
-    54-FZ receipt lines for A1Lite's ``invoice_data`` (lifepay.md §10): a list
-    of ``{"name", "price", "quantity", "sum", "vat_mode"}`` plus the optional
-    ``"code"``, ``"unit"``, ``"payment_method"``, ``"payment_object"``. Prices and
-    sums are decimal strings (or ints); the sums add up to the invoice amount.
 ``metadata["lifepay"]``
     ``comment`` (str), ``payment_type`` (A1Lite channel, e.g. ``"spg_test"``),
     ``recurrent`` (A1Lite registration, lifepay.md §8: ``{"comment", "url",
     "period"}``), and for ECOM: ``is_recurrent`` (bool),
-    ``send_receipt_through`` (``email|sms|nothing``), ``recurrent_schedule``
+    ``send_receipt_through`` (``email|sms|nothing``; an invoice with a receipt
+    takes it from the receipt's ``delivery``), ``recurrent_schedule``
     (``{"interval", "frequency"}``), ``split_data`` (list of ``{"order_id",
     "amount", "comment", "merchant_id"}``), ``expire_date``
     (``"YYYY-MM-DD HH:MM:SS"``).
+
+The 54-FZ receipt lines are no longer metadata: they are the invoice's neutral
+receipt (:mod:`django_payments_ru.receipts`, ``create_invoice(receipt=...)``),
+which the services validate and the old ``metadata["receipt"]`` is converted
+into; A1Lite turns them into ``invoice_data`` (:mod:`.a1lite`, lifepay.md §10).
 """
 
 from __future__ import annotations
@@ -33,36 +34,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from ...exceptions import InvalidInput
+from ...receipts import DELIVERIES
 
-# lifepay.md §10 (C-DRUPAL value lists).
-VAT_MODES = ("none", "vat0", "vat10", "vat110", "vat18", "vat118", "vat20", "vat120")
-UNITS = ("piece", "service", "package", "g", "kg", "t", "ml", "m3", "hr", "m", "km")
-PAYMENT_METHODS = (
-    "full_prepayment",
-    "prepayment",
-    "advance",
-    "full_payment",
-    "partial_payment",
-    "credit",
-    "credit_payment",
-)
-PAYMENT_OBJECTS = (
-    "commodity",
-    "excise",
-    "job",
-    "service",
-    "gambling_bet",
-    "gambling_prize",
-    "lottery",
-    "lottery_prize",
-    "intellectual_activity",
-    "payment",
-    "agent_commission",
-    "composite",
-    "another",
-)
-# lifepay.md §10 / §11.2.
-RECEIPT_CHANNELS = ("email", "sms", "nothing")
+# lifepay.md §10 / §11.2: ECOM's send_receipt_through, the neutral deliveries.
+RECEIPT_CHANNELS = DELIVERIES
 # lifepay.md §11.4.
 SCHEDULE_INTERVALS = ("day", "week", "month", "quarter")
 LIFEPAY_KEYS = frozenset(
@@ -75,19 +50,6 @@ LIFEPAY_KEYS = frozenset(
         "recurrent_schedule",
         "split_data",
         "expire_date",
-    }
-)
-ITEM_KEYS = frozenset(
-    {
-        "name",
-        "price",
-        "quantity",
-        "sum",
-        "vat_mode",
-        "code",
-        "unit",
-        "payment_method",
-        "payment_object",
     }
 )
 # lifepay.md §11.2.
@@ -179,50 +141,6 @@ def _objects(
             if key not in keys:
                 raise invalid(f"{at}.{key}", unknown)
         yield at, item
-
-
-def receipt_items(metadata: Mapping[str, Any], amount: Decimal) -> list[dict[str, Any]]:
-    """The validated receipt lines (``[]`` when the invoice has none)."""
-    items = metadata.get("receipt")
-    if items is None:
-        return []
-    if not isinstance(items, list) or not items:
-        # lifepay.md §10: items[] is non-empty.
-        raise invalid("metadata.receipt", _("must be a non-empty list of lines."))
-    lines: list[dict[str, Any]] = []
-    total = Decimal(0)
-    unknown = _("is not a receipt field.")
-    for where, item in _objects(items, "metadata.receipt", ITEM_KEYS, unknown):
-        line: dict[str, Any] = {
-            "name": text(item.get("name"), f"{where}.name", longest=128, shortest=1),
-            "price": decimal(item.get("price"), f"{where}.price", positive=False),
-            "quantity": decimal(item.get("quantity"), f"{where}.quantity", places=3),
-            "sum": decimal(item.get("sum"), f"{where}.sum", positive=False),
-            "vat_mode": choice(item.get("vat_mode"), f"{where}.vat_mode", VAT_MODES),
-        }
-        if line["sum"] != (line["price"] * line["quantity"]).quantize(Decimal("0.01")):
-            raise invalid(f"{where}.sum", _("is not price times quantity."))
-        if "code" in item:
-            line["code"] = text(item["code"], f"{where}.code", longest=64, shortest=1)
-        if "unit" in item:
-            line["unit"] = choice(item["unit"], f"{where}.unit", UNITS)
-        if "payment_method" in item:
-            line["payment_method"] = choice(
-                item["payment_method"], f"{where}.payment_method", PAYMENT_METHODS
-            )
-        if "payment_object" in item:
-            line["payment_object"] = choice(
-                item["payment_object"], f"{where}.payment_object", PAYMENT_OBJECTS
-            )
-        total += line["sum"]
-        lines.append(line)
-    if total != amount:
-        raise invalid(
-            "metadata.receipt",
-            _("the lines add up to %(total)s, not to the invoice amount %(amount)s.")
-            % {"total": total, "amount": amount},
-        )
-    return lines
 
 
 def lifepay_options(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,17 +5,27 @@ speaks (see its module docstring), under ``emulator/sandbox/``:
 
 * ``POST api/payments`` (``Authorization: Bearer <key>``, optional
   ``Idempotency-Key``): body ``{amount, currency, reference, description,
-  order_id, customer_email, return_url, webhook_url}``; ``amount``,
+  order_id, customer_email, return_url, webhook_url, receipt}``; ``amount``,
   ``currency`` and ``reference`` required, the rest optional strings; no other
   field. ``201`` with the payment object, ``pending``, expiring after
   ``payment_lifetime`` seconds (default 30 min).
-* ``GET api/payments/<id>``; ``POST api/payments/<id>/refunds`` ``{amount}``
-  (``201 {id, amount, payment}``; partial refunds add up to at most the amount;
-  only a ``succeeded`` payment, which becomes ``refunded`` when nothing is left);
-  ``POST api/payments/<id>/cancel`` (only ``pending``).
+* ``receipt`` (optional, at create and at refund): the 54-FZ receipt, ``{delivery,
+  lines: [{name, quantity, price, amount, vat, unit, payment_object,
+  payment_method, code}]}`` with decimals as strings (the neutral format of
+  :meth:`django_payments_ru.receipts.Receipt.to_json`). Refused (400
+  ``invalid_request``, ``field`` naming the line and its field) unless every
+  line's ``amount`` is its ``price`` times its ``quantity`` in the currency's
+  decimals and the lines add up to the request's ``amount`` exactly; a
+  refund's lines must also have been paid (by name and price) and not refunded
+  yet. The lines are kept (``data["receipt"]``, each refund's ``receipt``) and
+  shown on the pay page.
+* ``GET api/payments/<id>``; ``POST api/payments/<id>/refunds`` ``{amount,
+  receipt}`` (``201 {id, amount, payment}``; partial refunds add up to at most
+  the amount; only a ``succeeded`` payment, which becomes ``refunded`` when
+  nothing is left); ``POST api/payments/<id>/cancel`` (only ``pending``).
 * ``pay/<id>/``: the hosted pay page with the buttons Pay (``succeeded``),
-  Decline (``failed``) and Let expire (``expired``). A pending payment read
-  after ``expires_at`` (page, API) becomes ``expired``.
+  Decline (``failed``) and Let expire (``expired``), and the receipt's lines.
+  A pending payment read after ``expires_at`` (page, API) becomes ``expired``.
 * Each change of status and each refund posts a signed webhook to the
   payment's ``webhook_url``.
 
@@ -44,7 +54,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -67,7 +77,7 @@ from ...emulator.base import (
 )
 from ...emulator.models import EmulatedPayment, WebhookDelivery
 from ...exceptions import InvalidInput
-from ...money import format_amount, to_amount
+from ...money import exponent, format_amount, to_amount
 from .provider import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 CURRENCIES = ("RUB", "USD", "EUR")
@@ -82,6 +92,20 @@ CREATE_FIELDS: dict[str, tuple[bool, int]] = {
     "return_url": (False, 2000),
     "webhook_url": (False, 2000),
 }
+#: Receipt line fields: name -> required (the rest have the neutral defaults).
+LINE_FIELDS: dict[str, bool] = {
+    "name": True,
+    "quantity": True,
+    "price": True,
+    "amount": True,
+    "vat": True,
+    "unit": False,
+    "payment_object": False,
+    "payment_method": False,
+    "code": False,
+}
+LINE_TEXT_LONGEST = 128
+DELIVERIES = ("email", "sms", "nothing")
 
 PENDING = "pending"
 SUCCEEDED = "succeeded"
@@ -95,7 +119,9 @@ def _invalid(field: str, message: str) -> EmulatorError:
     return EmulatorError(400, "invalid_request", message, field=field)
 
 
-def _amount(value: Any, currency: str, field: str = "amount") -> Decimal:
+def _amount(
+    value: Any, currency: str, field: str = "amount", *, zero: bool = False
+) -> Decimal:
     if not isinstance(value, str):
         raise _invalid(
             field,
@@ -103,9 +129,174 @@ def _amount(value: Any, currency: str, field: str = "amount") -> Decimal:
             % {"field": field},
         )
     try:
-        return to_amount(value, currency)
+        return to_amount(value, currency, allow_zero=zero)
     except InvalidInput as exc:
         raise _invalid(field, f"{field}: {exc.message}") from None
+
+
+def _decimal(value: Any, field: str, places: int) -> Decimal:
+    """A decimal string with at most ``places`` decimals, more than zero."""
+    message = _("%(field)s must be a decimal string such as '1.5'.") % {"field": field}
+    if not isinstance(value, str):
+        raise _invalid(field, message)
+    try:
+        number = Decimal(value.strip())
+    except ArithmeticError:
+        raise _invalid(field, message) from None
+    exponent = number.as_tuple().exponent
+    if not number.is_finite() or not isinstance(exponent, int) or number <= 0:
+        raise _invalid(field, message)
+    if -exponent > places:
+        raise _invalid(
+            field,
+            _("%(field)s has more than %(places)d decimals.")
+            % {"field": field, "places": places},
+        )
+    return number
+
+
+def _receipt_line(line: Any, where: str, currency: str) -> dict[str, Any]:
+    if not isinstance(line, dict):
+        raise _invalid(where, _("%(field)s must be an object.") % {"field": where})
+    for name in line:
+        if name not in LINE_FIELDS:
+            raise _invalid(
+                f"{where}.{name}",
+                _("Unknown field %(field)s.") % {"field": f"{where}.{name}"},
+            )
+    values: dict[str, Any] = {}
+    for name, required in LINE_FIELDS.items():
+        field = f"{where}.{name}"
+        if name not in line:
+            if required:
+                raise _invalid(field, _("%(field)s is required.") % {"field": field})
+            continue
+        value = line[name]
+        if name in ("quantity", "price", "amount"):
+            continue
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise _invalid(
+                field, _("%(field)s must be a non-empty string.") % {"field": field}
+            )
+        if len(value) > LINE_TEXT_LONGEST:
+            raise _invalid(
+                field,
+                _("%(field)s is longer than %(max)d characters.")
+                % {"field": field, "max": LINE_TEXT_LONGEST},
+            )
+        values[name] = value
+    values["quantity"] = _decimal(line["quantity"], f"{where}.quantity", 3)
+    # A free line (a gift) costs 0.00.
+    values["price"] = _amount(line["price"], currency, f"{where}.price", zero=True)
+    values["amount"] = _amount(line["amount"], currency, f"{where}.amount", zero=True)
+    # The line sum is price x quantity rounded half up to the currency's
+    # decimals, as a fiscal register rounds it.
+    quantum = Decimal(1).scaleb(-exponent(currency))
+    exact = (values["price"] * values["quantity"]).quantize(
+        quantum, rounding=ROUND_HALF_UP
+    )
+    if values["amount"] != exact:
+        raise _invalid(
+            f"{where}.amount",
+            _("%(field)s is %(amount)s, not price x quantity (%(exact)s).")
+            % {
+                "field": f"{where}.amount",
+                "amount": format_amount(values["amount"], currency),
+                "exact": format_amount(exact, currency),
+            },
+        )
+    return values
+
+
+def _receipt(value: Any, amount: Decimal, currency: str) -> dict[str, Any]:
+    """The checked ``receipt`` of a request for ``amount`` (see the module
+    docstring), as it is stored: decimals as strings."""
+    if not isinstance(value, dict) or set(value) - {"delivery", "lines"}:
+        raise _invalid(
+            "receipt",
+            _("receipt must be an object with delivery and lines."),
+        )
+    delivery = value.get("delivery", "email")
+    if delivery not in DELIVERIES:
+        raise _invalid(
+            "receipt.delivery",
+            _("receipt.delivery must be one of %(list)s.")
+            % {"list": ", ".join(DELIVERIES)},
+        )
+    lines = value.get("lines")
+    if not isinstance(lines, list) or not lines:
+        raise _invalid(
+            "receipt.lines", _("receipt.lines must be a non-empty list of lines.")
+        )
+    checked = [
+        _receipt_line(line, f"receipt.lines[{index}]", currency)
+        for index, line in enumerate(lines)
+    ]
+    total = sum((line["amount"] for line in checked), Decimal(0))
+    if total != amount:
+        raise _invalid(
+            "receipt.lines",
+            _("The receipt's lines add up to %(total)s, not to the amount %(amount)s.")
+            % {
+                "total": format_amount(total, currency),
+                "amount": format_amount(amount, currency),
+            },
+        )
+    return {
+        "delivery": delivery,
+        "lines": [
+            {
+                **line,
+                "quantity": str(line["quantity"]),
+                "price": format_amount(line["price"], currency),
+                "amount": format_amount(line["amount"], currency),
+            }
+            for line in checked
+        ],
+    }
+
+
+def _left_to_refund(payment: EmulatedPayment) -> dict[tuple[str, str], Decimal]:
+    """The quantities of the paid receipt's lines not refunded yet, by name and
+    price."""
+    left: dict[tuple[str, str], Decimal] = {}
+    for line in (payment.data.get("receipt") or {}).get("lines", []):
+        key = (line["name"], line["price"])
+        left[key] = left.get(key, Decimal(0)) + Decimal(line["quantity"])
+    for refund in payment.data.get("refunds", []):
+        for line in (refund.get("receipt") or {}).get("lines", []):
+            key = (line["name"], line["price"])
+            left[key] = left.get(key, Decimal(0)) - Decimal(line["quantity"])
+    return left
+
+
+def _refund_receipt(
+    value: Any, amount: Decimal, payment: EmulatedPayment
+) -> dict[str, Any]:
+    """The checked receipt of a refund: its lines add up, and they were paid and
+    are not refunded yet."""
+    receipt = _receipt(value, amount, payment.currency)
+    left = _left_to_refund(payment)
+    for index, line in enumerate(receipt["lines"]):
+        key = (line["name"], line["price"])
+        quantity = Decimal(line["quantity"])
+        if left.get(key, Decimal(0)) < quantity:
+            field = f"receipt.lines[{index}]"
+            raise _invalid(
+                field,
+                _(
+                    "%(field)s: %(name)s at %(price)s was not paid, or not "
+                    "%(quantity)s of it is left to refund."
+                )
+                % {
+                    "field": field,
+                    "name": line["name"],
+                    "price": line["price"],
+                    "quantity": line["quantity"],
+                },
+            )
+        left[key] -= quantity
+    return receipt
 
 
 def _url(value: str, field: str) -> str:
@@ -191,6 +382,14 @@ class SandboxEmulator(Emulator):
 
     # --- pending payments and the pay page ------------------------------------
 
+    def pay_page_context(self, payment: EmulatedPayment) -> dict[str, Any]:
+        # The receipt's lines are shown to the customer before paying.
+        receipt = payment.data.get("receipt") or {}
+        return {
+            **super().pay_page_context(payment),
+            "receipt_lines": receipt.get("lines", []),
+        }
+
     def expire(self, payment: EmulatedPayment) -> None:
         self.change(payment, EXPIRED, "payment.expired")
 
@@ -213,7 +412,7 @@ emulator = SandboxEmulator()
 
 def _validated_create(body: dict[str, Any]) -> dict[str, Any]:
     for name in body:
-        if name not in CREATE_FIELDS:
+        if name not in CREATE_FIELDS and name != "receipt":
             raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
     values: dict[str, Any] = {}
     for name, (required, longest) in CREATE_FIELDS.items():
@@ -258,7 +457,13 @@ def _validated_create(body: dict[str, Any]) -> dict[str, Any]:
 
 @emulator.endpoint("create", methods=("POST",), idempotent=True)
 def create_payment(request: HttpRequest) -> HttpResponse:
-    values = _validated_create(emulator.json_body(request))
+    body = emulator.json_body(request)
+    values = _validated_create(body)
+    data: dict[str, Any] = {}
+    if body.get("receipt") is not None:
+        data["receipt"] = _receipt(
+            body["receipt"], values["amount"], values["currency"]
+        )
     external_id = emulator.new_id("pay")
     lifetime = int(emulator.config["payment_lifetime"])
     now = clock.now()
@@ -268,7 +473,10 @@ def create_payment(request: HttpRequest) -> HttpResponse:
         status=PENDING,
         created_at=now,
         expires_at=now + timedelta(seconds=lifetime),
-        data={"payment_url": emulator.absolute_url(request, "pay", external_id)},
+        data={
+            **data,
+            "payment_url": emulator.absolute_url(request, "pay", external_id),
+        },
         **values,
     )
     return JsonResponse(emulator.payment_object(payment), status=201)
@@ -284,7 +492,7 @@ def get_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
 def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
     body = emulator.json_body(request)
     for name in body:
-        if name != "amount":
+        if name not in ("amount", "receipt"):
             raise _invalid(name, _("Unknown field %(field)s.") % {"field": name})
     if "amount" not in body:
         raise _invalid("amount", _("amount is required."))
@@ -304,11 +512,13 @@ def refund_payment(request: HttpRequest, payment_id: str) -> HttpResponse:
                     "left": format_amount(payment.refundable_amount, payment.currency),
                 },
             )
-        refund = {
+        refund: dict[str, Any] = {
             "id": emulator.new_id("re"),
             "amount": format_amount(amount, payment.currency),
             "created_at": clock.now().isoformat(),
         }
+        if body.get("receipt") is not None:
+            refund["receipt"] = _refund_receipt(body["receipt"], amount, payment)
         emulator.add_refund(payment, amount, refund, "payment.refunded")
     return JsonResponse(
         {

@@ -5,13 +5,16 @@ described in ``docs/providers/sandbox.rst``):
 
 * ``POST {base_url}api/payments`` with ``Authorization: Bearer <api_key>`` and an
   ``Idempotency-Key`` header; JSON body ``{amount: "100.00", currency, description,
-  reference, order_id, customer_email, return_url, webhook_url}`` (amount as a
-  decimal string in major units). Answer ``201`` with the payment object
+  reference, order_id, customer_email, return_url, webhook_url, receipt}`` (amount
+  as a decimal string in major units; ``receipt`` the invoice's 54-FZ lines in the
+  neutral format of :meth:`~django_payments_ru.receipts.Receipt.to_json`, when it
+  has them). Answer ``201`` with the payment object
   ``{id, status, amount, currency, reference, refunded_amount, payment_url,
   expires_at, failure_reason}``. Statuses: ``pending``, ``succeeded``, ``failed``,
   ``expired``, ``cancelled``, ``refunded`` (a partial refund keeps ``succeeded``).
 * ``GET {base_url}api/payments/<id>``: the payment object.
-* ``POST {base_url}api/payments/<id>/refunds`` ``{amount}``: ``201``
+* ``POST {base_url}api/payments/<id>/refunds`` ``{amount, receipt}`` (the lines
+  refunded, when the invoice has a receipt): ``201``
   ``{id: "re_...", amount, payment: {...}}``.
 * ``POST {base_url}api/payments/<id>/cancel``: the payment object, ``cancelled``.
 * Errors: ``{"error": {"code", "message"}}`` with a 4xx/5xx status.
@@ -46,6 +49,7 @@ from ..signing import check_timestamp, hmac_sha256_hex, matches_any
 
 if TYPE_CHECKING:
     from ...models import Invoice
+    from ...receipts import Receipt
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 TIMESTAMP_HEADER = "X-Sandbox-Timestamp"
@@ -85,6 +89,8 @@ class Provider(BaseProvider):
             Capability.PARTIAL_REFUND,
             Capability.STATUS,
             Capability.CANCEL,
+            # The API takes the neutral lines at create and at refund.
+            Capability.RECEIPTS,
         }
     )
     # Each start creates a new sandbox payment: a late failure of an earlier one
@@ -139,7 +145,7 @@ class Provider(BaseProvider):
         # after a failed or expired payment has a new claim and a new key.
         previous = invoice.provider_payment_id or "first"
         key = key or f"{invoice.uuid}:after:{previous}"
-        body = {
+        body: dict[str, Any] = {
             "amount": format_amount(invoice.amount, invoice.currency),
             "currency": invoice.currency,
             "description": invoice.description or f"Order {invoice.order_id}",
@@ -149,6 +155,9 @@ class Provider(BaseProvider):
             "return_url": self.return_url(invoice, request),
             "webhook_url": self.webhook_url(request),
         }
+        receipt = invoice.get_receipt()
+        if receipt is not None:
+            body["receipt"] = receipt.to_json()
         data = self.http.request(
             "POST",
             "api/payments",
@@ -270,14 +279,23 @@ class Provider(BaseProvider):
         return self._event(payment, dedupe)
 
     def refund(
-        self, invoice: Invoice, amount: Decimal, *, key: str = ""
+        self,
+        invoice: Invoice,
+        amount: Decimal,
+        *,
+        key: str = "",
+        receipt: Receipt | None = None,
     ) -> PaymentEvent | None:
         value = format_amount(amount, invoice.currency)
         done = invoice.refunded_amount
+        body: dict[str, Any] = {"amount": value}
+        if receipt is not None:
+            # The refund's own lines, printed on the refund receipt.
+            body["receipt"] = receipt.to_json()
         data = self.http.request(
             "POST",
             f"api/payments/{invoice.provider_payment_id}/refunds",
-            json={"amount": value},
+            json=body,
             headers=self._headers(key or f"refund:{invoice.uuid}:{done}:{value}"),
             idempotent=True,
         )

@@ -141,16 +141,16 @@ class TestA1LiteV2(LifePayCase):
             amount="680.00",
             order_id="rec-000777",
             customer_email="buyer@example.com",
+            receipt=[
+                {
+                    "name": "Маракуя",
+                    "price": "340.00",
+                    "quantity": "2",
+                    "amount": "680.00",
+                    "vat": "none",
+                }
+            ],
             metadata={
-                "receipt": [
-                    {
-                        "name": "Маракуя",
-                        "price": "340.00",
-                        "quantity": "2",
-                        "sum": "680.00",
-                        "vat_mode": "none",
-                    }
-                ],
                 "lifepay": {
                     "recurrent": {
                         "comment": "Monthly",

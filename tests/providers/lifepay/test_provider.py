@@ -19,6 +19,7 @@ from django_payments_ru.exceptions import (
     ConfigurationError,
     InvalidInput,
     ProviderAuthError,
+    RemovedInDjangoPaymentsRu2Warning,
 )
 from django_payments_ru.models import Invoice, Payment, WebhookEvent
 from django_payments_ru.providers.http import HttpClient
@@ -156,25 +157,150 @@ def test_invoice_without_order_id_sends_its_uuid():
 def test_receipt_lines_become_invoice_data():
     invoice = make(
         amount="680.00",
-        metadata={
-            "receipt": [
-                {
-                    "code": "21321312122",
-                    "name": "Маракуя",
-                    "unit": "kg",
-                    "price": "340.00",
-                    "quantity": "2",
-                    "sum": "680.00",
-                    "vat_mode": "none",
-                }
-            ]
-        },
+        receipt=[
+            {
+                "code": "21321312122",
+                "name": "Маракуя",
+                "unit": "kg",
+                "price": "340.00",
+                "quantity": "2",
+                "amount": "680.00",
+                "vat": "none",
+            }
+        ],
     )
     fields = services.start_payment(invoice).fields
+    # lifepay.md §10: the example item's fields, in its order.
     assert fields["invoice_data"] == (
-        '{"items":[{"name":"Маракуя","price":340.00,"quantity":2,"sum":680.00,'
-        '"vat_mode":"none","code":"21321312122","unit":"kg"}]}'
+        '{"items":[{"code":"21321312122","name":"Маракуя","unit":"kg",'
+        '"price":340.00,"quantity":2,"sum":680.00,"vat_mode":"none"}]}'
     )
+
+
+def test_invoice_data_writes_quantities_and_subjects_as_given():
+    invoice = make(
+        amount="170.01",
+        receipt=[
+            {
+                "name": "Маракуя",
+                "unit": "kg",
+                "price": "340.00",
+                "quantity": "0.500",
+                "amount": "170.00",
+                "vat": "vat20",
+                "payment_method": "full_prepayment",
+            },
+            {
+                "name": "Пакет",
+                "price": "0.01",
+                "quantity": "1",
+                "amount": "0.01",
+                "vat": "vat20",
+                "payment_object": "service",
+            },
+        ],
+    )
+    items = json.loads(
+        services.start_payment(invoice).fields["invoice_data"], parse_float=Decimal
+    )["items"]
+    # No float: 0.5 kg, not 0.500; the subject and method only where they are
+    # not the example's (commodity, full payment: ASSUMPTION L-8).
+    assert items == [
+        {
+            "name": "Маракуя",
+            "unit": "kg",
+            "price": Decimal("340.00"),
+            "quantity": Decimal("0.5"),
+            "sum": Decimal("170.00"),
+            "vat_mode": "vat20",
+            "payment_method": "full_prepayment",
+        },
+        {
+            "name": "Пакет",
+            "unit": "piece",
+            "price": Decimal("0.01"),
+            "quantity": 1,
+            "sum": Decimal("0.01"),
+            "vat_mode": "vat20",
+            "payment_object": "service",
+        },
+    ]
+
+
+def test_the_old_metadata_receipt_still_becomes_invoice_data():
+    with pytest.warns(RemovedInDjangoPaymentsRu2Warning, match="receipt"):
+        invoice = make(
+            amount="680.00",
+            metadata={
+                "receipt": [
+                    {
+                        "code": "21321312122",
+                        "name": "Маракуя",
+                        "unit": "kg",
+                        "price": "340.00",
+                        "quantity": "2",
+                        "sum": "680.00",
+                        "vat_mode": "none",
+                    }
+                ]
+            },
+        )
+    assert "receipt" not in invoice.metadata
+    fields = services.start_payment(invoice).fields
+    assert fields["invoice_data"] == (
+        '{"items":[{"code":"21321312122","name":"Маракуя","unit":"kg",'
+        '"price":340.00,"quantity":2,"sum":680.00,"vat_mode":"none"}]}'
+    )
+
+
+def test_an_invoice_without_a_receipt_sends_no_invoice_data():
+    assert "invoice_data" not in services.start_payment(make()).fields
+
+
+def test_ecom_sends_the_receipts_delivery_as_send_receipt_through():
+    invoice = make(
+        "lifepay_ecom",
+        amount="100.00",
+        receipt={
+            "delivery": "sms",
+            "lines": [
+                {
+                    "name": "A",
+                    "price": "100.00",
+                    "quantity": "1",
+                    "amount": "100.00",
+                    "vat": "vat20",
+                }
+            ],
+        },
+    )
+    body = get_provider("lifepay_ecom").checkout_data(invoice, None)
+    # lifepay.md §11.2: the invoice takes the channel, and no lines.
+    assert body["send_receipt_through"] == "sms"
+    assert not {"items", "invoice_data", "receipt"} & set(body)
+
+
+def test_ecom_old_receipt_takes_its_delivery_from_send_receipt_through():
+    with pytest.warns(RemovedInDjangoPaymentsRu2Warning):
+        invoice = make(
+            "lifepay_ecom",
+            amount="1.00",
+            metadata={
+                "receipt": [
+                    {
+                        "name": "A",
+                        "price": "1.00",
+                        "quantity": "1",
+                        "sum": "1.00",
+                        "vat_mode": "none",
+                    }
+                ],
+                "lifepay": {"send_receipt_through": "nothing"},
+            },
+        )
+    body = get_provider("lifepay_ecom").checkout_data(invoice, None)
+    assert body["send_receipt_through"] == "nothing"
+    assert invoice.get_receipt().delivery == "nothing"
 
 
 def test_recurrent_registration_fields():
@@ -200,45 +326,6 @@ def test_recurrent_registration_fields():
 LIMITS = [
     ("lifepay", {"description": "x" * 129}, "description"),
     ("lifepay", {"currency": "USD"}, "currency"),
-    (
-        "lifepay",
-        {"metadata": {"receipt": [{"name": "A", "price": "1.00", "quantity": "1"}]}},
-        "metadata.receipt[0].sum",
-    ),
-    (
-        "lifepay",
-        {
-            "metadata": {
-                "receipt": [
-                    {
-                        "name": "A",
-                        "price": "1.00",
-                        "quantity": "1",
-                        "sum": "1.00",
-                        "vat_mode": "vat99",
-                    }
-                ]
-            }
-        },
-        "metadata.receipt[0].vat_mode",
-    ),
-    (
-        "lifepay",
-        {
-            "metadata": {
-                "receipt": [
-                    {
-                        "name": "A",
-                        "price": "1.00",
-                        "quantity": "1",
-                        "sum": "1.00",
-                        "vat_mode": "none",
-                    }
-                ]
-            }
-        },
-        "metadata.receipt",
-    ),
     (
         "lifepay",
         {"metadata": {"lifepay": {"recurrent": {"comment": "c"}}}},
@@ -345,7 +432,25 @@ LIMITS = [
         },
         "metadata.lifepay.split_data",
     ),
-    ("lifepay_ecom", {"metadata": {"receipt": []}}, "metadata.receipt"),
+    (
+        "lifepay_ecom",
+        {
+            "receipt": {
+                "delivery": "email",
+                "lines": [
+                    {
+                        "name": "A",
+                        "price": "100.50",
+                        "quantity": "1",
+                        "amount": "100.50",
+                        "vat": "none",
+                    }
+                ],
+            },
+            "metadata": {"lifepay": {"send_receipt_through": "sms"}},
+        },
+        "metadata.lifepay.send_receipt_through",
+    ),
     (
         "lifepay_ecom",
         {"metadata": {"lifepay": {"expire_date": "tomorrow"}}},

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -36,6 +36,7 @@ from ....exceptions import InvalidInput
 from ...signing import constant_time_equals
 from .. import metadata as meta
 from ..signature import sign_v2
+from . import invoice_data
 from .common import (
     A1LITE,
     BLOCKED,
@@ -169,17 +170,11 @@ def alba_input(request: HttpRequest) -> HttpResponse:
             _check_url(fields[name_], name_)
     items = None
     if fields.get("invoice_data"):
+        # lifepay.md §10: the receipt's items, refused unless they add up.
         try:
-            data = json.loads(fields["invoice_data"], parse_float=Decimal)
-            if not isinstance(data, dict) or set(data) - {"items", "vat_total"}:
-                raise ValueError
-            items = meta.receipt_items({"receipt": data.get("items")}, cost)
-        except (ValueError, InvalidOperation):
-            raise alba_error("common", _("invoice_data is not valid JSON.")) from None
+            items = invoice_data.items(fields["invoice_data"], cost)
         except InvalidInput as exc:
-            raise alba_error(
-                "common", f"invoice_data: {exc.message}".replace("metadata.", "")
-            ) from None
+            raise alba_error("common", exc.message) from None
     recurrent = fields.get("recurrent_type", "")
     if recurrent not in ("", "first"):
         raise alba_error(
@@ -234,6 +229,8 @@ def alba_input(request: HttpRequest) -> HttpResponse:
                         "comment": fields.get("comment", ""),
                         "payment_type": fields.get("payment_type", ""),
                         "receipt": json.loads(meta.dumps(items)) if items else None,
+                        # As it arrived: what Life-Pay would print from.
+                        "invoice_data": fields.get("invoice_data", ""),
                         "recurrent_type": recurrent,
                         "paybacks": [],
                     },

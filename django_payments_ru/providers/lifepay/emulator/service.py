@@ -7,6 +7,7 @@ The endpoints are in :mod:`.a1lite` and :mod:`.ecom`; the one instance is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
@@ -82,6 +83,24 @@ class LifePayEmulator(Emulator):
         I_PENDING: gettext_lazy("Payment in progress"),
         I_SUCCESS: gettext_lazy("Paid"),
     }
+
+    def pay_page_context(self, payment: EmulatedPayment) -> dict[str, Any]:
+        # The invoice_data items (§10) the customer pays for, under the shared
+        # page's names; read from the string as it arrived (checked then), so
+        # that 340.00 shows as 340.00.
+        raw = payment.data.get("invoice_data") or ""
+        items = json.loads(raw, parse_float=str, parse_int=str)["items"] if raw else []
+        lines = [
+            {
+                "name": item["name"],
+                "quantity": item["quantity"],
+                "price": item["price"],
+                "amount": item["sum"],
+                "vat": item["vat_mode"],
+            }
+            for item in items
+        ]
+        return {**super().pay_page_context(payment), "receipt_lines": lines}
 
     def error_body(self, code: str, message: str, fields: dict[str, Any]) -> Any:
         if fields.pop("surface", None) == ECOM:
