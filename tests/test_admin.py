@@ -439,7 +439,7 @@ def test_clearing_attention_needs_a_note_and_keeps_the_history(
     assert response.status_code == 302
     invoice.refresh_from_db()
     assert not invoice.needs_attention
-    lines = invoice.attention_reason.splitlines()
+    lines = invoice.attention_text.splitlines()
     assert lines[0] == "2026-01-01 10:00: paid after expiry"
     assert lines[1].endswith("admin cleared the flag: Shipped the order anyway")
 
@@ -471,7 +471,7 @@ def test_saving_the_page_never_reverts_a_status_a_webhook_set(
     assert invoice.status == InvoiceStatus.PAID
     assert invoice.paid_amount == Decimal("100.00")
     assert invoice.needs_attention
-    assert invoice.attention_reason.endswith("admin: Call the customer")
+    assert invoice.attention_text.endswith("admin: Call the customer")
 
 
 def test_inlines_show_payments_and_events_read_only(admin_client: Client) -> None:
