@@ -98,9 +98,10 @@ def _field_label(field: str) -> str:
     from django.utils.text import capfirst
 
     try:
-        return str(capfirst(Invoice._meta.get_field(field).verbose_name))
+        found = Invoice._meta.get_field(field)
     except FieldDoesNotExist:
         return field
+    return str(capfirst(getattr(found, "verbose_name", field)))
 
 
 def _limit(value: Any, field: str, max_length: int) -> str:
