@@ -55,6 +55,7 @@ from .exceptions import (
 )
 from .models import Invoice, WebhookEvent
 from .providers.base import BaseProvider, Capability
+from .results import msg
 from .status import InvoiceStatus
 
 logger = logging.getLogger("django_payments_ru.jobs")
@@ -279,23 +280,30 @@ def give_up(row: WebhookEvent) -> bool:
         )
         if locked is None or locked.needs_attention:
             return False
-        note = _(
-            "Webhook event #%(pk)s (%(type)s) could not be processed after "
-            "%(attempts)s attempts: %(error)s"
-        ) % {
-            "pk": locked.pk,
-            "type": locked.event_type,
-            "attempts": locked.attempts,
-            "error": locked.result or _("no error recorded"),
-        }
+        error: Any
+        if locked.result_code:
+            error = {"code": locked.result_code, "params": locked.result_params}
+        else:
+            error = locked.result or msg("no_error")
+        note = msg(
+            "given_up",
+            pk=locked.pk,
+            event=locked.event_type,
+            attempts=locked.attempts,
+            error=error,
+        )
         if invoice is not None:
             target = Invoice.objects.select_for_update().get(pk=invoice.pk)
-            marker = f"#{locked.pk} "
-            if not (target.needs_attention and marker in target.attention_reason):
+            noted = any(
+                n.get("code") == "given_up"
+                and (n.get("params") or {}).get("pk") == locked.pk
+                for n in target.attention_notes or []
+            )
+            if not (target.needs_attention and noted):
                 target.needs_attention = True
                 target.add_attention_note(note)
                 target.save(
-                    update_fields=["needs_attention", "attention_reason", "updated_at"]
+                    update_fields=["needs_attention", "attention_notes", "updated_at"]
                 )
         WebhookEvent.objects.filter(pk=locked.pk).update(
             needs_attention=True,

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .events import EventType, PaymentEvent
 from .money import DECIMAL_PLACES, MAX_DIGITS, exponent
+from .results import Message, render, shown, text
 from .status import AWAITING, CANCELLABLE, PAID_STATES, InvoiceStatus
 
 if TYPE_CHECKING:
@@ -35,6 +36,12 @@ def _money_field(verbose_name: Any, **kwargs: Any) -> models.DecimalField:
     return models.DecimalField(
         verbose_name, max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs
     )
+
+
+def _message(value: Message | str | None) -> Message | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, Message) else text(value)
 
 
 class Invoice(models.Model):
@@ -93,7 +100,12 @@ class Invoice(models.Model):
     #: The customer paid this order twice (this invoice and another of the same
     #: ``order_key``, or twice on this invoice): one payment is to be refunded.
     paid_twice = models.BooleanField(_("paid twice"), default=False)
+    #: The attention history written before version 0.6 (text in the language
+    #: of the process that wrote it); new notes go to ``attention_notes``.
     attention_reason = models.TextField(_("attention reason"), blank=True)
+    #: The attention history: ``[{"at": "YYYY-MM-DD HH:MM", "code", "params"}]``
+    #: (see :mod:`django_payments_ru.results`), translated when shown.
+    attention_notes = models.JSONField(_("attention notes"), default=list, blank=True)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -208,19 +220,34 @@ class Invoice(models.Model):
 
         return Receipt.from_json(self.receipt) if self.receipt else None
 
-    def add_attention_note(self, text: str) -> None:
-        """Append ``text``, stamped with the time, to the attention history
-        (not saved; the caller holds the row lock and saves). The same text as
-        the last note is not repeated: a status poll that finds the same
+    def add_attention_note(self, note: Message | str) -> None:
+        """Append ``note`` (a :class:`~django_payments_ru.results.Message`, or
+        free text shown as it is), stamped with the time, to the attention
+        history (not saved; the caller holds the row lock and saves). The same
+        note as the last one is not repeated: a status poll that finds the same
         problem again (an underpayment) says it once."""
-        last = self.attention_reason.rsplit("\n", 1)[-1]
-        if last.partition(": ")[2] == text:
+        message = note if isinstance(note, Message) else text(note)
+        entry = message.to_json()
+        notes = list(self.attention_notes or [])
+        if notes and {k: notes[-1].get(k) for k in entry} == entry:
             return
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M")
-        line = f"{stamp}: {text}"
-        self.attention_reason = (
-            f"{self.attention_reason}\n{line}" if self.attention_reason else line
-        )
+        self.attention_notes = [*notes, {"at": stamp, **entry}]
+
+    @property
+    def attention_lines(self) -> list[str]:
+        """The attention history, a line per note, in the active language
+        (the text of notes written before codes first)."""
+        lines = self.attention_reason.splitlines() if self.attention_reason else []
+        for note in self.attention_notes or []:
+            said = render(str(note.get("code", "")), note.get("params") or {})
+            lines.append(f"{note.get('at', '')}: {said}")
+        return lines
+
+    @property
+    def attention_text(self) -> str:
+        """:attr:`attention_lines` as one text."""
+        return "\n".join(self.attention_lines)
 
     def get_return_path(self) -> str:
         try:
@@ -302,8 +329,12 @@ class Operation(models.Model):
     amount = _money_field(_("amount"), null=True, blank=True)
     #: Sent to the provider as the idempotency key where its API takes one.
     key = models.CharField(_("idempotency key"), max_length=64, unique=True)
-    #: Why it failed, or what confirmed it.
+    #: Why it failed, or what confirmed it: a code of
+    #: :mod:`django_payments_ru.results` and its parameters, translated when
+    #: shown (:attr:`reason_text`). ``reason``: the text of rows written before.
     reason = models.TextField(_("result"), blank=True)
+    reason_code = models.CharField(_("result code"), max_length=64, blank=True)
+    reason_params = models.JSONField(_("result parameters"), default=dict, blank=True)
     #: For a start in flight: until when its caller holds the invoice. After
     #: that (the caller died or timed out) the next start reconciles it first.
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
@@ -352,6 +383,18 @@ class Operation(models.Model):
         from .receipts import Receipt
 
         return Receipt.from_json(self.receipt) if self.receipt else None
+
+    @property
+    def reason_text(self) -> str:
+        """The result in the active language."""
+        return shown(self.reason_code, self.reason_params, self.reason)
+
+    def set_reason(self, reason: Message | str | None) -> None:
+        """Record ``reason`` (free text is kept as it is)."""
+        message = _message(reason)
+        self.reason = ""
+        self.reason_code = message.code if message else ""
+        self.reason_params = dict(message.params) if message else {}
 
 
 class Payment(models.Model):
@@ -435,8 +478,13 @@ class WebhookEvent(models.Model):
     event = models.JSONField(_("event"), default=dict)
     #: The payload as received, with secrets removed.
     payload = models.JSONField(_("payload"), default=dict, blank=True)
-    #: Why it was ignored or rejected, or the error of the last failed attempt.
+    #: Why it was ignored or rejected, or the error of the last failed attempt:
+    #: a code of :mod:`django_payments_ru.results` and its parameters,
+    #: translated when shown (:attr:`result_text`). ``result``: the text of
+    #: rows written before.
     result = models.TextField(_("result"), blank=True)
+    result_code = models.CharField(_("result code"), max_length=64, blank=True)
+    result_params = models.JSONField(_("result parameters"), default=dict, blank=True)
     traceback = models.TextField(_("traceback"), blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     deliveries = models.PositiveIntegerField(_("deliveries"), default=1)
@@ -495,6 +543,18 @@ class WebhookEvent(models.Model):
     @property
     def is_done(self) -> bool:
         return self.status in self.DONE
+
+    @property
+    def result_text(self) -> str:
+        """The result in the active language."""
+        return shown(self.result_code, self.result_params, self.result)
+
+    def set_result(self, result: Message | str | None) -> None:
+        """Record ``result`` (free text is kept as it is)."""
+        message = _message(result)
+        self.result = ""
+        self.result_code = message.code if message else ""
+        self.result_params = dict(message.params) if message else {}
 
     def to_event(self) -> PaymentEvent:
         return PaymentEvent.from_json(self.event, raw=self.payload)

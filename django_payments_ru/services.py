@@ -33,6 +33,7 @@ from django.db.models.sql import Query
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from . import rows, signals, validation
 from .conf import payments_settings
@@ -55,6 +56,7 @@ from .money import normalize_currency, to_amount
 from .providers.base import BaseProvider, Capability, Checkout
 from .receipts import Receipt, from_legacy_metadata, parse_receipt, parse_refund_lines
 from .registry import get_provider
+from .results import Message, msg
 from .status import (
     CANCELLABLE,
     PAID_STATES,
@@ -95,18 +97,35 @@ __all__ = [
 # --- creating and starting ----------------------------------------------------
 
 
+def _field_label(field: str) -> str:
+    """How people call the invoice's ``field`` ("Order id"), not its name."""
+    from django.core.exceptions import FieldDoesNotExist
+    from django.utils.text import capfirst
+
+    try:
+        found = Invoice._meta.get_field(field)
+    except FieldDoesNotExist:
+        return field
+    return str(capfirst(getattr(found, "verbose_name", field)))
+
+
 def _limit(value: Any, field: str, max_length: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
         raise InvalidInput(
-            _("%(field)s must be a string.") % {"field": field}, field=field
+            _("%(field)s must be a string.") % {"field": _field_label(field)},
+            field=field,
         )
     value = validation.check_text(value.strip(), field)
     if len(value) > max_length:
         raise InvalidInput(
-            _("%(field)s is longer than %(max)d characters.")
-            % {"field": field, "max": max_length},
+            ngettext(
+                "%(field)s is longer than %(max)d character.",
+                "%(field)s is longer than %(max)d characters.",
+                max_length,
+            )
+            % {"field": _field_label(field), "max": max_length},
             field=field,
         )
     return value
@@ -349,15 +368,19 @@ def _in_flight_message(operation: Operation) -> str:
     ) % {"operation": operation.get_kind_display().lower()}
 
 
-def _settle(operation: Operation, state: str, reason: str = "") -> None:
+def _settle(operation: Operation, state: str, reason: Message | None = None) -> None:
     """Settle an operation in flight, once: a settled one is left alone."""
     if operation.state != Operation.State.IN_FLIGHT:
         return
     operation.state = state
-    operation.reason = str(reason)[:2000]
+    operation.set_reason(reason)
     operation.lease_until = None
     operation.settled_at = timezone.now()
-    rows.update(operation, ["state", "reason", "lease_until", "settled_at"])
+    rows.update(operation, [*_SETTLED_FIELDS, "lease_until", "settled_at"])
+
+
+#: What settling an operation writes besides its lease and time.
+_SETTLED_FIELDS = ("state", "reason", "reason_code", "reason_params")
 
 
 #: Errors after which the provider certainly did nothing: the claim is released.
@@ -388,7 +411,7 @@ def _claim(
         )
         if not stale:
             raise OperationInFlight(_in_flight_message(busy), provider=invoice.provider)
-        _settle(busy, Operation.State.FAILED, _("abandoned: its caller gave no answer"))
+        _settle(busy, Operation.State.FAILED, msg("abandoned"))
     try:
         with transaction.atomic():
             return Operation.objects.create(
@@ -412,18 +435,17 @@ def _send(operation: Operation, call: Callable[[], T]) -> T:
     try:
         return call()
     except _REFUSALS as exc:
-        _settle(operation, Operation.State.FAILED, str(exc))
+        # The refusal's text is not ours (the provider's message): a parameter.
+        _settle(operation, Operation.State.FAILED, msg("refused", error=str(exc)))
         raise
     except Exception as exc:
         # Only while in flight: a webhook may have settled it during the call.
         Operation.objects.filter(
             pk=operation.pk, state=Operation.State.IN_FLIGHT
         ).update(
-            reason=_(
-                "no answer from the provider (%(error)s): settled by its "
-                "webhook or a refresh"
-            )
-            % {"error": type(exc).__name__},
+            reason="",
+            reason_code="no_answer",
+            reason_params={"error": type(exc).__name__},
             lease_until=timezone.now(),
         )
         raise
@@ -613,7 +635,13 @@ class ApplyResult:
     invoice: Invoice | None
     old_status: str = ""
     new_status: str = ""
-    reason: str = ""
+    #: Why (stored as a code with the event or the operation).
+    message: Message | None = None
+
+    @property
+    def reason(self) -> str:
+        """:attr:`message` in the active language (empty without one)."""
+        return str(self.message) if self.message is not None else ""
 
 
 def _ref(event: PaymentEvent) -> uuid.UUID | None:
@@ -799,24 +827,18 @@ def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
     return _find(qs, event)
 
 
-def _flag(invoice: Invoice, reason: str) -> None:
+def _flag(invoice: Invoice, reason: Message) -> None:
     invoice.needs_attention = True
     invoice.add_attention_note(reason)
 
 
-def _mismatch(invoice: Invoice, event: PaymentEvent) -> str:
+def _mismatch(invoice: Invoice, event: PaymentEvent) -> Message | None:
     want = invoice.quantize(invoice.amount)
     if event.currency and event.currency.upper() != invoice.currency:
-        return _("currency %(got)s does not match the invoice's %(want)s") % {
-            "got": event.currency,
-            "want": invoice.currency,
-        }
+        return msg("currency_mismatch", got=event.currency, want=invoice.currency)
     if event.amount is not None and event.amount != invoice.amount:
-        return _("amount %(got)s does not match the invoice's %(want)s") % {
-            "got": event.amount,
-            "want": want,
-        }
-    return ""
+        return msg("amount_mismatch", got=event.amount, want=want)
+    return None
 
 
 def _robustly(signal: signals.Signal, invoice: Invoice, **arguments: Any) -> None:
@@ -853,7 +875,7 @@ def _send_signals(
 
 
 def _paid_twice(
-    invoice: Invoice, other: Invoice, event: PaymentEvent, reason: str
+    invoice: Invoice, other: Invoice, event: PaymentEvent, reason: Message
 ) -> None:
     """Flag ``invoice`` as a double payment of its order (``other`` was paid
     first; the same invoice when it was paid twice itself) and tell the shop
@@ -871,32 +893,31 @@ def _paid_twice(
     )
 
 
-def _stale_attempt(invoice: Invoice, event: PaymentEvent) -> str:
-    """Why ``event`` is the failure of an earlier payment attempt, or ``""``.
+def _stale_attempt(invoice: Invoice, event: PaymentEvent) -> Message | None:
+    """Why ``event`` is the failure of an earlier payment attempt, or None.
 
     For a provider whose payment ids name attempts
     (:attr:`BaseProvider.payment_per_attempt`), the invoice keeps the current
     attempt's id: a late failure or expiry of an older attempt must not fail
     the newer one (an older event never overrides newer state)."""
     if event.type not in (EventType.FAILED, EventType.EXPIRED):
-        return ""
+        return None
     if not (event.provider_payment_id and invoice.provider_payment_id):
-        return ""
+        return None
     if event.provider_payment_id == invoice.provider_payment_id:
-        return ""
+        return None
     try:
         per_attempt = get_provider(invoice.provider).payment_per_attempt
     except PaymentsError:  # the alias is gone from the settings: no rule to apply
-        return ""
+        return None
     if not per_attempt:
-        return ""
-    return _(
-        "%(event)s of an earlier attempt %(old)s: the invoice's payment is now %(new)s"
-    ) % {
-        "event": event.type.label,
-        "old": event.provider_payment_id,
-        "new": invoice.provider_payment_id,
-    }
+        return None
+    return msg(
+        "stale_attempt",
+        event=str(event.type),
+        old=event.provider_payment_id,
+        new=invoice.provider_payment_id,
+    )
 
 
 def _keep_transaction(invoice: Invoice, event: PaymentEvent) -> None:
@@ -915,7 +936,7 @@ _APPLIED_FIELDS = [
     "paid_at",
     "refunded_amount",
     "needs_attention",
-    "attention_reason",
+    "attention_notes",
     "paid_twice",
     "provider_payment_id",
     "provider_transaction_id",
@@ -947,15 +968,13 @@ def _transition(
         if second:
             # The customer paid twice: the second payment must not vanish as a
             # repeat of the first; the merchant refunds one of them.
-            problem = _(
-                "a second payment %(new)s arrived for an invoice already paid by "
-                "%(old)s: refund one of them"
-            ) % {"new": event.provider_payment_id, "old": invoice.provider_payment_id}
+            problem = msg(
+                "second_payment",
+                new=event.provider_payment_id,
+                old=invoice.provider_payment_id,
+            )
         if problem:
-            reason = _("%(event)s event rejected: %(problem)s") % {
-                "event": event.type.label,
-                "problem": problem,
-            }
+            reason = msg("event_rejected", event=str(event.type), problem=problem)
             if second:
                 _paid_twice(invoice, invoice, event, reason)
             else:
@@ -963,7 +982,7 @@ def _transition(
             invoice.save(
                 update_fields=[
                     "needs_attention",
-                    "attention_reason",
+                    "attention_notes",
                     "paid_twice",
                     "updated_at",
                 ]
@@ -977,7 +996,7 @@ def _transition(
     rule = rule_for(old, event.type)
     if rule.outcome is Outcome.NOOP:
         return (
-            ApplyResult(Result.NOOP, invoice, old, old, _("already in this state")),
+            ApplyResult(Result.NOOP, invoice, old, old, msg("same_state")),
             nothing,
         )
     if rule.outcome is Outcome.IGNORE:
@@ -1010,11 +1029,7 @@ def _transition(
                 invoice,
                 other,
                 event,
-                _(
-                    "order %(order)s was already paid by invoice %(ref)s: this "
-                    "payment moved money too, refund one of them"
-                )
-                % {"order": invoice.order_key, "ref": other.uuid},
+                msg("order_paid_twice", order=invoice.order_key, ref=other.uuid),
             )
         elif invoice.order_key:
             transaction.on_commit(partial(_after_order_paid, invoice.pk))
@@ -1023,9 +1038,7 @@ def _transition(
             refunded = event.refunded_total - invoice.refunded_amount
             if refunded <= 0:  # already recorded (sync answer, older event)
                 return (
-                    ApplyResult(
-                        Result.NOOP, invoice, old, old, _("refund already recorded")
-                    ),
+                    ApplyResult(Result.NOOP, invoice, old, old, msg("refund_recorded")),
                     nothing,
                 )
         else:
@@ -1033,12 +1046,12 @@ def _transition(
                 event.amount if event.amount is not None else invoice.refundable_amount
             )
         if refunded <= 0 or refunded > invoice.refundable_amount:
-            problem = _(
-                "refund of %(amount)s exceeds what can be refunded (%(left)s)"
-            ) % {"amount": refunded, "left": invoice.refundable_amount}
+            problem = msg(
+                "refund_exceeds", amount=refunded, left=invoice.refundable_amount
+            )
             _flag(invoice, problem)
             invoice.save(
-                update_fields=["needs_attention", "attention_reason", "updated_at"]
+                update_fields=["needs_attention", "attention_notes", "updated_at"]
             )
             return ApplyResult(Result.REJECTED, invoice, old, old, problem), nothing
         invoice.refunded_amount += refunded
@@ -1053,7 +1066,7 @@ def _transition(
             provider_payment_id=event.provider_payment_id
             or invoice.provider_payment_id,
         )
-    if rule.flag:
+    if rule.flag and rule.reason is not None:
         _flag(invoice, rule.reason)
     if event.provider_payment_id and not invoice.provider_payment_id:
         invoice.provider_payment_id = event.provider_payment_id[:128]
@@ -1106,9 +1119,9 @@ def _settle_claims(
     if operation is not None:
         operation.refresh_from_db()
         if result.result in (Result.APPLIED, Result.NOOP):
-            _settle(operation, Operation.State.CONFIRMED, result.reason)
+            _settle(operation, Operation.State.CONFIRMED, result.message)
         else:
-            _settle(operation, Operation.State.FAILED, result.reason)
+            _settle(operation, Operation.State.FAILED, result.message)
     if result.result is not Result.APPLIED:
         return
     if not getattr(invoice, _IN_FLIGHT, True):
@@ -1129,12 +1142,10 @@ def _settle_claims(
             assert claimed.amount is not None
             if claimed.amount <= left:
                 left -= claimed.amount
-                _settle(claimed, Operation.State.CONFIRMED, result.reason)
+                _settle(claimed, Operation.State.CONFIRMED, result.message)
     if result.new_status != result.old_status:
         states = _SETTLED_BY.get(result.new_status, {})
-        reason = _("the invoice became %(status)s") % {
-            "status": InvoiceStatus(result.new_status).label
-        }
+        reason = msg("invoice_became", status=result.new_status)
         if states:  # a change that settles nothing asks nothing
             for claimed in pending.filter(kind__in=list(states)):
                 _settle(claimed, states[claimed.kind], reason)
@@ -1172,8 +1183,8 @@ def apply_event(
         invoice = _locate(event, lock=True)
         if invoice is None:
             if operation is not None:
-                _settle(operation, Operation.State.FAILED, _("no matching invoice"))
-            return ApplyResult(Result.REJECTED, None, reason=_("no matching invoice"))
+                _settle(operation, Operation.State.FAILED, msg("no_invoice"))
+            return ApplyResult(Result.REJECTED, None, message=msg("no_invoice"))
         return _apply_locked(invoice, event, None, operation)
 
 
@@ -1310,6 +1321,8 @@ def _upsert_event(
         "event": event.to_json(),
         "payload": payload,
         "result": "",
+        "result_code": "",
+        "result_params": {},
         "traceback": "",
         "attempts": 0,
         "deliveries": 1,
@@ -1338,16 +1351,18 @@ def _process_new(pk: int, event: PaymentEvent, attempts: int) -> None:
     written, the row's outcome in one UPDATE."""
     invoice = _locate(event, lock=True)
     if invoice is None:
-        result = ApplyResult(Result.REJECTED, None, reason=_("no matching invoice"))
+        result = ApplyResult(Result.REJECTED, None, message=msg("no_invoice"))
     else:
         result = _apply_locked(invoice, event, WebhookEvent(pk=pk))
+    message = result.message
     now = timezone.now()
     rows.update_by_pk(
         WebhookEvent,
         pk,
         {
             "status": _ROW_STATUS[result.result],
-            "result": result.reason,
+            "result_code": message.code if message else "",
+            "result_params": dict(message.params) if message else {},
             "traceback": "",
             "invoice": None if invoice is None else invoice.pk,
             # The upsert locked the row: no other process counts meanwhile.
@@ -1460,16 +1475,12 @@ def _reject_unconfirmed(
     """The API contradicted the webhook: the invoice it names is flagged (a
     forged or mistaken notification is something the merchant must see) and
     the event is rejected with the reason; nothing else changes."""
-    reason = _("the provider's API does not confirm this webhook: %(reason)s") % {
-        "reason": exc.message
-    }
+    reason = msg("not_confirmed", reason=exc.message)
     invoice = _locate(row.to_event(), lock=True)
     if invoice is not None:
         _flag(invoice, reason)
-        invoice.save(
-            update_fields=["needs_attention", "attention_reason", "updated_at"]
-        )
-    return invoice, ApplyResult(Result.REJECTED, invoice, reason=reason)
+        invoice.save(update_fields=["needs_attention", "attention_notes", "updated_at"])
+    return invoice, ApplyResult(Result.REJECTED, invoice, message=reason)
 
 
 def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
@@ -1496,12 +1507,12 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
                 invoice = _locate(event, lock=True)
                 if invoice is None:
                     result = ApplyResult(
-                        Result.REJECTED, None, reason=_("no matching invoice")
+                        Result.REJECTED, None, message=msg("no_invoice")
                     )
                 else:
                     result = _apply_locked(invoice, event, row)
             row.status = _ROW_STATUS[result.result]
-            row.result = result.reason
+            row.set_result(result.message)
             row.traceback = ""
             row.invoice = invoice
             row.attempts += 1
@@ -1511,6 +1522,8 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
                 update_fields=[
                     "status",
                     "result",
+                    "result_code",
+                    "result_params",
                     "traceback",
                     "invoice",
                     "attempts",
@@ -1523,7 +1536,10 @@ def process_webhook_event(pk: int, *, force: bool = False) -> WebhookEvent:
     except Exception as exc:
         WebhookEvent.objects.filter(pk=pk).update(
             status=WebhookEvent.Status.FAILED,
-            result=f"{type(exc).__name__}: {exc}"[:2000],
+            # The error's text is not ours: a parameter, never translated.
+            result="",
+            result_code="processing_error",
+            result_params={"error": f"{type(exc).__name__}: {exc}"[:2000]},
             traceback=traceback.format_exc(),
             attempts=F("attempts") + 1,
             last_attempt_at=timezone.now(),
@@ -1789,13 +1805,13 @@ def refund_invoice(
     return _fresh(invoice)
 
 
-def _local_cancel(invoice: Invoice, reason: str, key: str) -> PaymentEvent:
+def _local_cancel(invoice: Invoice, reason: Message, key: str) -> PaymentEvent:
     return PaymentEvent(
         provider=invoice.provider,
         dedupe_id=f"cancel:{key}",
         type=EventType.CANCELLED,
         invoice_ref=str(invoice.uuid),
-        reason=reason,
+        reason=str(reason),
     )
 
 
@@ -1841,17 +1857,17 @@ def cancel_invoice(invoice: Invoice) -> Invoice:
         if kind is None:
             _apply_locked(
                 locked,
-                _local_cancel(locked, _("cancelled by the merchant"), operation.key),
+                _local_cancel(locked, msg("cancelled_by_merchant"), operation.key),
                 None,
                 operation,
             )
             return _fresh(invoice)
     if kind == Operation.Kind.RELEASE:
         event = _send(operation, lambda: provider.release(locked, key=operation.key))
-        reason = _("funds released at the provider")
+        reason = msg("funds_released")
     else:
         event = _send(operation, lambda: provider.cancel(locked, key=operation.key))
-        reason = _("cancelled by the merchant")
+        reason = msg("cancelled_by_merchant")
     # The provider took the request: the invoice is cancelled now, whether or not
     # its answer carried the new state.
     apply_event(
@@ -1907,14 +1923,13 @@ def release_invoice(invoice: Invoice) -> Invoice:
         operation = _claim(locked, Operation.Kind.RELEASE)
     event = _send(operation, lambda: provider.release(locked, key=operation.key))
     apply_event(
-        event
-        or _local_cancel(locked, _("funds released at the provider"), operation.key),
+        event or _local_cancel(locked, msg("funds_released"), operation.key),
         operation=operation,
     )
     return _fresh(invoice)
 
 
-def release_claim(operation: Operation, reason: str = "") -> Operation:
+def release_claim(operation: Operation, reason: Message | str = "") -> Operation:
     """Release an operation left in flight, once the merchant has checked at the
     provider that it was not done: a call that got no answer (a timeout, a 5xx)
     and that no webhook or poll has settled. It becomes ``failed`` with
@@ -1942,9 +1957,17 @@ def release_claim(operation: Operation, reason: str = "") -> Operation:
         _settle(
             locked,
             Operation.State.FAILED,
-            reason or _("released by the merchant: not done at the provider"),
+            # The merchant's own words stay as they were typed.
+            _reason(reason) if reason else msg("released_by_merchant"),
         )
     return locked
+
+
+def _reason(reason: Message | str) -> Message:
+    """A reason given by the caller: free text stays as it was typed."""
+    if isinstance(reason, Message):
+        return reason
+    return msg("text", text=reason[:2000])
 
 
 # --- one order, one payment -------------------------------------------------------
@@ -1978,17 +2001,19 @@ def close_order(invoice: Invoice) -> list[Invoice]:
             continue
         except PaymentsError as exc:
             problem = str(exc)
-        reason = _(
-            "order %(order)s was paid by invoice %(ref)s; cancelling this invoice "
-            "at the provider failed: %(problem)s"
-        ) % {"order": invoice.order_key, "ref": invoice.uuid, "problem": problem}
+        reason = msg(
+            "order_close_failed",
+            order=invoice.order_key,
+            ref=invoice.uuid,
+            problem=problem,
+        )
         with transaction.atomic():
             locked = _lock(sibling)
             if locked.status == InvoiceStatus.ON_HOLD:
                 # The money is blocked: only the merchant can end this.
                 _flag(locked, reason)
                 locked.save(
-                    update_fields=["needs_attention", "attention_reason", "updated_at"]
+                    update_fields=["needs_attention", "attention_notes", "updated_at"]
                 )
             elif locked.status in CANCELLABLE:
                 _apply_locked(

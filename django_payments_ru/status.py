@@ -20,6 +20,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from .events import EventType
+from .results import Message, msg
 
 
 class InvoiceStatus(models.TextChoices):
@@ -63,24 +64,38 @@ class Rule:
     target: InvoiceStatus | None = None
     #: Apply, but flag the invoice for the merchant's attention.
     flag: bool = False
-    reason: str = ""
+    #: Why (stored as a code, see :mod:`django_payments_ru.results`).
+    reason: Message | None = None
 
 
-def _apply(target: InvoiceStatus, flag: bool = False, reason: str = "") -> Rule:
+def _apply(
+    target: InvoiceStatus, flag: bool = False, reason: Message | None = None
+) -> Rule:
     return Rule(Outcome.APPLY, target, flag, reason)
 
 
-NOOP = Rule(Outcome.NOOP)
+NOOP = Rule(Outcome.NOOP, reason=msg("same_state"))
 
 
-def _ignore(reason: str) -> Rule:
+def _ignore(reason: Message) -> Rule:
     return Rule(Outcome.IGNORE, None, False, reason)
 
 
 _REFUND = _apply(S.REFUNDED)  # services narrow it to partially_refunded by amount
-_LATE_PAID = "paid after the invoice was {}: the money moved, check the order"
-_BACKWARDS = "{} cannot override {}"
-_NO_MONEY = "a refund before any payment"
+_NO_MONEY = msg("refund_before_payment")
+
+
+def _late_paid(status: str) -> Message:
+    return msg("late_payment", status=status)
+
+
+def _late_hold(status: str) -> Message:
+    return msg("late_hold", status=status)
+
+
+def _backwards(event: str, status: str) -> Message:
+    return msg("backwards", event=event, status=status)
+
 
 TRANSITIONS: dict[InvoiceStatus, dict[EventType, Rule]] = {
     S.CREATED: {
@@ -102,7 +117,7 @@ TRANSITIONS: dict[InvoiceStatus, dict[EventType, Rule]] = {
         E.REFUNDED: _ignore(_NO_MONEY),
     },
     S.ON_HOLD: {
-        E.PENDING: _ignore(_BACKWARDS.format("pending", "on_hold")),
+        E.PENDING: _ignore(_backwards("pending", "on_hold")),
         E.HELD: NOOP,
         E.PAID: _apply(S.PAID),  # the hold was captured
         E.FAILED: _apply(S.FAILED),  # the capture failed
@@ -111,30 +126,30 @@ TRANSITIONS: dict[InvoiceStatus, dict[EventType, Rule]] = {
         E.REFUNDED: _ignore(_NO_MONEY),
     },
     S.PAID: {
-        E.PENDING: _ignore(_BACKWARDS.format("pending", "paid")),
-        E.HELD: _ignore(_BACKWARDS.format("held", "paid")),
+        E.PENDING: _ignore(_backwards("pending", "paid")),
+        E.HELD: _ignore(_backwards("held", "paid")),
         E.PAID: NOOP,
-        E.FAILED: _ignore(_BACKWARDS.format("failed", "paid")),
-        E.EXPIRED: _ignore(_BACKWARDS.format("expired", "paid")),
-        E.CANCELLED: _ignore(_BACKWARDS.format("cancelled", "paid")),
+        E.FAILED: _ignore(_backwards("failed", "paid")),
+        E.EXPIRED: _ignore(_backwards("expired", "paid")),
+        E.CANCELLED: _ignore(_backwards("cancelled", "paid")),
         E.REFUNDED: _REFUND,
     },
     S.PARTIALLY_REFUNDED: {
-        E.PENDING: _ignore(_BACKWARDS.format("pending", "partially_refunded")),
-        E.HELD: _ignore(_BACKWARDS.format("held", "partially_refunded")),
+        E.PENDING: _ignore(_backwards("pending", "partially_refunded")),
+        E.HELD: _ignore(_backwards("held", "partially_refunded")),
         E.PAID: NOOP,
-        E.FAILED: _ignore(_BACKWARDS.format("failed", "partially_refunded")),
-        E.EXPIRED: _ignore(_BACKWARDS.format("expired", "partially_refunded")),
-        E.CANCELLED: _ignore(_BACKWARDS.format("cancelled", "partially_refunded")),
+        E.FAILED: _ignore(_backwards("failed", "partially_refunded")),
+        E.EXPIRED: _ignore(_backwards("expired", "partially_refunded")),
+        E.CANCELLED: _ignore(_backwards("cancelled", "partially_refunded")),
         E.REFUNDED: _REFUND,
     },
     S.REFUNDED: {
-        E.PENDING: _ignore(_BACKWARDS.format("pending", "refunded")),
-        E.HELD: _ignore(_BACKWARDS.format("held", "refunded")),
+        E.PENDING: _ignore(_backwards("pending", "refunded")),
+        E.HELD: _ignore(_backwards("held", "refunded")),
         E.PAID: NOOP,
-        E.FAILED: _ignore(_BACKWARDS.format("failed", "refunded")),
-        E.EXPIRED: _ignore(_BACKWARDS.format("expired", "refunded")),
-        E.CANCELLED: _ignore(_BACKWARDS.format("cancelled", "refunded")),
+        E.FAILED: _ignore(_backwards("failed", "refunded")),
+        E.EXPIRED: _ignore(_backwards("expired", "refunded")),
+        E.CANCELLED: _ignore(_backwards("cancelled", "refunded")),
         E.REFUNDED: NOOP,
     },
     S.FAILED: {
@@ -147,20 +162,20 @@ TRANSITIONS: dict[InvoiceStatus, dict[EventType, Rule]] = {
         E.REFUNDED: _ignore(_NO_MONEY),
     },
     S.EXPIRED: {
-        E.PENDING: _ignore(_BACKWARDS.format("pending", "expired")),
-        E.HELD: _apply(S.ON_HOLD, True, "funds held after the invoice expired"),
-        E.PAID: _apply(S.PAID, True, _LATE_PAID.format("expired")),
-        E.FAILED: _ignore(_BACKWARDS.format("failed", "expired")),
+        E.PENDING: _ignore(_backwards("pending", "expired")),
+        E.HELD: _apply(S.ON_HOLD, True, _late_hold("expired")),
+        E.PAID: _apply(S.PAID, True, _late_paid("expired")),
+        E.FAILED: _ignore(_backwards("failed", "expired")),
         E.EXPIRED: NOOP,
         E.CANCELLED: _apply(S.CANCELLED),
         E.REFUNDED: _ignore(_NO_MONEY),
     },
     S.CANCELLED: {
-        E.PENDING: _ignore(_BACKWARDS.format("pending", "cancelled")),
-        E.HELD: _apply(S.ON_HOLD, True, "funds held after the invoice was cancelled"),
-        E.PAID: _apply(S.PAID, True, _LATE_PAID.format("cancelled")),
-        E.FAILED: _ignore(_BACKWARDS.format("failed", "cancelled")),
-        E.EXPIRED: _ignore(_BACKWARDS.format("expired", "cancelled")),
+        E.PENDING: _ignore(_backwards("pending", "cancelled")),
+        E.HELD: _apply(S.ON_HOLD, True, _late_hold("cancelled")),
+        E.PAID: _apply(S.PAID, True, _late_paid("cancelled")),
+        E.FAILED: _ignore(_backwards("failed", "cancelled")),
+        E.EXPIRED: _ignore(_backwards("expired", "cancelled")),
         E.CANCELLED: NOOP,
         E.REFUNDED: _ignore(_NO_MONEY),
     },
@@ -171,7 +186,7 @@ def rule_for(status: str, event_type: str) -> Rule:
     """The rule for an event arriving at an invoice in ``status``."""
     event = EventType(event_type)
     if event is EventType.INFO:
-        return _ignore("informational event")
+        return _ignore(msg("informational"))
     return TRANSITIONS[InvoiceStatus(status)][event]
 
 

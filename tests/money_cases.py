@@ -146,7 +146,8 @@ class MoneyCase(ContractCase):
             timeout=timeout,
         )
         assert left, [
-            (op.kind, op.amount, op.state, op.reason) for op in invoice.operations.all()
+            (op.kind, op.amount, op.state, op.reason_text)
+            for op in invoice.operations.all()
         ]
 
     def assert_one_winner(

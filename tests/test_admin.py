@@ -35,6 +35,7 @@ from django_payments_ru.models import Invoice, Payment, WebhookEvent
 from django_payments_ru.providers.base import AdminForm, Capability, Checkout
 from django_payments_ru.providers.sandbox import Provider as Sandbox
 from django_payments_ru.registry import get_provider
+from django_payments_ru.results import log_message
 from django_payments_ru.status import InvoiceStatus
 from tests.helpers import event, make_invoice
 
@@ -439,7 +440,7 @@ def test_clearing_attention_needs_a_note_and_keeps_the_history(
     assert response.status_code == 302
     invoice.refresh_from_db()
     assert not invoice.needs_attention
-    lines = invoice.attention_reason.splitlines()
+    lines = invoice.attention_text.splitlines()
     assert lines[0] == "2026-01-01 10:00: paid after expiry"
     assert lines[1].endswith("admin cleared the flag: Shipped the order anyway")
 
@@ -471,7 +472,7 @@ def test_saving_the_page_never_reverts_a_status_a_webhook_set(
     assert invoice.status == InvoiceStatus.PAID
     assert invoice.paid_amount == Decimal("100.00")
     assert invoice.needs_attention
-    assert invoice.attention_reason.endswith("admin: Call the customer")
+    assert invoice.attention_text.endswith("admin: Call the customer")
 
 
 def test_inlines_show_payments_and_events_read_only(admin_client: Client) -> None:
@@ -735,7 +736,7 @@ def held_invoice(amount: str = "100.00", **kwargs: Any) -> Invoice:
 
 def logged(invoice: Invoice) -> list[str]:
     return [
-        entry.get_change_message()
+        log_message(entry)
         for entry in LogEntry.objects.filter(object_id=str(invoice.pk)).order_by("pk")
     ]
 
@@ -786,7 +787,9 @@ def test_no_hold_buttons_when_not_on_hold_or_not_supported(
     assert operation_url(held, "release") not in page
     response = confirmed_post(admin_client, operation_url(held, "capture"))
     assert response.status_code == 302
-    assert texts(response) == ["HOLD-2 (RUB100.00): Sandbox does not support holds."]
+    assert texts(response) == [
+        "HOLD-2 (RUB100.00): “Capture hold” failed. Sandbox does not support holds."
+    ]
     held.refresh_from_db()
     assert held.status == InvoiceStatus.ON_HOLD
     assert logged(held) == []
@@ -801,7 +804,8 @@ def test_no_hold_buttons_for_an_invoice_not_on_hold(
     assert operation_url(invoice, "release") not in page
     response = confirmed_post(admin_client, operation_url(invoice, "release"))
     assert texts(response) == [
-        "NOHOLD (RUB1.00): Only an invoice on hold can be released."
+        "NOHOLD (RUB1.00): “Release hold” failed. Only an invoice on hold can be "
+        "released."
     ]
     assert holds.calls == []
 
@@ -816,7 +820,10 @@ def test_a_refused_capture_is_reported_and_changes_nothing(
     response = confirmed_post(admin_client, operation_url(invoice, "capture"))
     assert response.status_code == 302
     [message] = texts(response)
-    assert message.startswith("HOLD-3 (RUB100.00): The hold has expired.")
+    assert message.startswith(
+        "HOLD-3 (RUB100.00): “Capture hold” failed. Sandbox refused the request. "
+        "Its answer: “The hold has expired.” (HTTP 409)"
+    )
     assert "HTTP 409" in message
     holds.error = RuntimeError("bug")
     response = confirmed_post(admin_client, operation_url(invoice, "release"))
@@ -944,7 +951,8 @@ def test_a_provider_form_is_shown_filled_in_and_handled(
     assert provider_forms.handled == [{"note": "call me", "urgent": True}]
     message = "F-1 (RUB1.00), Note at the provider: done."
     assert texts(response) == [message]
-    assert logged(invoice) == [message]
+    # The history names no invoice (it is the invoice's own history).
+    assert logged(invoice) == ["Note at the provider: done."]
 
     provider_forms.result = "the provider took it."
     response = admin_client.post(form_url(invoice), {"note": "again"})
@@ -979,7 +987,7 @@ def test_an_invalid_provider_form_is_not_handled(
         (
             ProviderAPIError("Refused.", provider="sandbox", status=400),
             None,
-            "Refused. (HTTP 400)",
+            "Sandbox refused the request. Its answer: “Refused.” (HTTP 400)",
         ),
         (RuntimeError("bug"), None, "Unexpected error (RuntimeError)"),
     ],

@@ -145,8 +145,8 @@ def test_reconcile_reports_the_changes():
     code, out, err = run("payments_reconcile", "--older-than", "10m")
 
     assert code == 0
-    assert "2 invoice(s) asked, 1 changed, 0 error(s)." in out
-    assert f"Invoice {paid.pk} (fake_a): pending -> paid" in out
+    assert "2 invoices asked, 1 changed, 0 errors." in out
+    assert f"Invoice {paid.pk} (Sandbox (fake_a)): Pending → Paid" in out
     assert "Invoices: 2/2" in err
     left.refresh_from_db()
     assert left.status == InvoiceStatus.PENDING
@@ -191,7 +191,7 @@ def test_reconcile_dry_run_and_alias():
     code, out, _ = run("payments_reconcile", "--dry-run", "--alias", "fake_b")
 
     assert code == 0
-    assert "Dry run: 1 invoice(s) would be asked; nothing changed." in out
+    assert "Dry run: 1 invoice would be asked; nothing changed." in out
     assert f"Invoice {b.pk}" in out and f"Invoice {a.pk}\n" not in out
     assert FakeProvider.calls == []
 
@@ -227,7 +227,7 @@ def test_reconcile_unreachable_provider_exit_code_and_json():
     ]
     code, out, _ = run("payments_reconcile")
     assert code == ATTENTION
-    assert "fake_a is unreachable, its invoices are unchanged" in out
+    assert "Sandbox (fake_a) is unreachable, its invoices are unchanged" in out
     down.refresh_from_db()
     assert down.status == InvoiceStatus.PENDING
 
@@ -251,8 +251,8 @@ def test_expire_output_and_exit_codes():
     code, out, _ = run("payments_expire")
 
     assert code == 0
-    assert f"Invoice {gone.pk} (fake_a): pending -> expired" in out
-    assert f"Invoice {paid.pk} (fake_a): pending -> paid" in out
+    assert f"Invoice {gone.pk} (Sandbox (fake_a)): Pending → Expired" in out
+    assert f"Invoice {paid.pk} (Sandbox (fake_a)): Pending → Paid" in out
     stuck = waiting("fake_b", expires_at=NOW - timedelta(hours=1))
     FakeProvider.down = {"fake_b"}
     code, out, _ = run("payments_expire", "--json")
@@ -268,9 +268,9 @@ def test_expire_dry_run_and_grace():
     invoice = waiting(expires_at=timezone.now() - timedelta(minutes=2))
 
     _code, out, _ = run("payments_expire", "--dry-run")
-    assert "Dry run: 0 invoice(s)" in out
+    assert "Dry run: 0 invoices would" in out
     _code, out, _ = run("payments_expire", "--dry-run", "--grace", "1m")
-    assert "Dry run: 1 invoice(s)" in out and f"Invoice {invoice.pk}" in out
+    assert "Dry run: 1 invoice would" in out and f"Invoice {invoice.pk}" in out
     assert FakeProvider.calls == []
 
 

@@ -270,14 +270,14 @@ def test_out_of_attempts_the_event_and_its_invoice_are_flagged_once(settings, fa
     assert report.gave_up == [row.pk] and report.needs_attention
     row.refresh_from_db()
     assert (row.status, row.attempts) == ("failed", 3)
-    assert row.needs_attention and "boom" in row.result
+    assert row.needs_attention and "boom" in row.result_text
     assert row.invoice_id == invoice.pk
     invoice.refresh_from_db()
     assert invoice.needs_attention
-    assert f"#{row.pk} " in invoice.attention_reason
-    assert "3 attempts" in invoice.attention_reason
+    assert f"#{row.pk} " in invoice.attention_text
+    assert "3 attempts" in invoice.attention_text
     assert invoice.status == InvoiceStatus.PENDING
-    note = invoice.attention_reason
+    note = invoice.attention_text
 
     later = jobs.sweep_events(now=NOW + timedelta(days=30))
 
@@ -285,7 +285,7 @@ def test_out_of_attempts_the_event_and_its_invoice_are_flagged_once(settings, fa
     row.refresh_from_db()
     assert row.attempts == 3  # no longer retried
     invoice.refresh_from_db()
-    assert invoice.attention_reason == note  # flagged once
+    assert invoice.attention_text == note  # flagged once
 
 
 def test_an_event_out_of_attempts_elsewhere_is_flagged_by_the_sweep(settings):
@@ -298,7 +298,7 @@ def test_an_event_out_of_attempts_elsewhere_is_flagged_by_the_sweep(settings):
 
     assert (report.failed, report.gave_up) == ([], [row.pk])
     invoice.refresh_from_db()
-    assert invoice.needs_attention and f"#{row.pk} " in invoice.attention_reason
+    assert invoice.needs_attention and f"#{row.pk} " in invoice.attention_text
     assert jobs.sweep_events(now=NOW).gave_up == []
 
 

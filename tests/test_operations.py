@@ -119,7 +119,7 @@ def test_a_refused_refund_releases_its_claim_with_the_reason(calls: Calls):
     with pytest.raises(ProviderAPIError):
         services.refund_invoice(invoice)
     [claim] = invoice.operations.all()
-    assert claim.state == "failed" and "Refund refused" in claim.reason
+    assert claim.state == "failed" and "Refund refused" in claim.reason_text
     # Nothing is in flight any more: the next refund is sent.
     calls.error = None
     services.refund_invoice(invoice)
@@ -134,7 +134,7 @@ def test_a_refund_without_an_answer_stays_in_flight(calls: Calls):
         services.refund_invoice(invoice)
     [claim] = invoice.operations.all()
     # It may have reached the provider: still counted, never silently retried.
-    assert claim.state == "in_flight" and "ProviderUnavailable" in claim.reason
+    assert claim.state == "in_flight" and "ProviderUnavailable" in claim.reason_text
     with pytest.raises(OperationInFlight):
         services.refund_invoice(invoice)
 
@@ -217,7 +217,7 @@ def test_a_payment_defeats_a_cancel_in_flight(calls: Calls):
     assert states(invoice, "cancel") == ["in_flight"]
     services.apply_event(event(invoice, EventType.PAID))
     [claim] = invoice.operations.filter(kind="cancel")
-    assert claim.state == "failed" and "Paid" in claim.reason
+    assert claim.state == "failed" and "Paid" in claim.reason_text
 
 
 # --- starts ----------------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_a_claim_without_an_answer_is_released_by_the_merchant(
     )
     assert response.status_code == 302
     claim.refresh_from_db()
-    assert claim.state == "failed" and "released by admin" in claim.reason
+    assert claim.state == "failed" and "released by admin" in claim.reason_text
     # It no longer blocks: the next refund is sent.
     calls.error = None
     services.refund_invoice(invoice)

@@ -131,7 +131,7 @@ def test_a_payment_on_a_cancelled_sibling_is_applied_and_flagged(
     assert second.status == InvoiceStatus.PAID
     assert Payment.objects.filter(invoice=second, kind="charge").count() == 1
     assert second.paid_twice and second.needs_attention
-    assert str(first.uuid) in second.attention_reason
+    assert str(first.uuid) in second.attention_text
     [sent] = paid_twice_log
     assert sent["invoice"].pk == second.pk
     assert sent["other_invoice"].pk == first.pk

@@ -336,9 +336,9 @@ def test_the_same_problem_found_again_is_noted_once():
         )
     invoice.refresh_from_db()
     assert invoice.needs_attention
-    assert invoice.attention_reason.count("60.00") == 1
+    assert invoice.attention_text.count("60.00") == 1
     services.apply_event(
         event(invoice, EventType.PAID, Decimal("70.00"), dedupe_id="poll:other")
     )
     invoice.refresh_from_db()
-    assert invoice.attention_reason.count("\n") == 1  # a new problem is a new line
+    assert invoice.attention_text.count("\n") == 1  # a new problem is a new line

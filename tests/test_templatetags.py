@@ -209,7 +209,7 @@ def test_no_invoice_renders_nothing() -> None:
 
 def test_the_default_label_and_the_state_are_translated() -> None:
     with translation.override("ru"):
-        assert ">Оплатить через Sandbox</a>" in button(make_invoice())
+        assert ">Оплатить: Sandbox</a>" in button(make_invoice())
         paid = make_invoice()
         services.apply_event(event(paid, EventType.PAID))
         paid.refresh_from_db()

@@ -83,7 +83,7 @@ def test_what_the_api_says_is_applied_not_what_the_webhook_claims(
     invoice.refresh_from_db()
     assert invoice.status != InvoiceStatus.PAID
     assert invoice.needs_attention
-    assert "60.00" in invoice.attention_reason
+    assert "60.00" in invoice.attention_text
 
 
 def test_a_contradicted_webhook_is_rejected_and_flags_the_invoice(
@@ -95,10 +95,10 @@ def test_a_contradicted_webhook_is_rejected_and_flags_the_invoice(
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.CREATED
     assert invoice.needs_attention
-    assert "no such transaction" in invoice.attention_reason
+    assert "no such transaction" in invoice.attention_text
     row = WebhookEvent.objects.get()
     assert row.status == WebhookEvent.Status.REJECTED
-    assert "no such transaction" in row.result
+    assert "no such transaction" in row.result_text
     assert row.invoice_id == invoice.pk
     assert Payment.objects.count() == 0
 
@@ -111,7 +111,7 @@ def test_the_api_down_keeps_the_event_and_a_reprocess_pays_exactly_once(
     assert post_webhook(client, paid_body(invoice)).status_code == 500
     row = WebhookEvent.objects.get()
     assert row.status == WebhookEvent.Status.FAILED
-    assert "connection refused" in row.result
+    assert "connection refused" in row.result_text
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.CREATED
 

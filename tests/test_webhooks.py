@@ -48,7 +48,7 @@ def test_processing_error_keeps_traceback_and_next_delivery_processes(client):
         assert failed.status_code == 500
         row = WebhookEvent.objects.get()
         assert row.status == WebhookEvent.Status.FAILED
-        assert "RuntimeError: database hiccup" in row.result
+        assert "RuntimeError: database hiccup" in row.result_text
         assert "Traceback" in row.traceback and "boom" in row.traceback
         invoice.refresh_from_db()
         assert invoice.status == InvoiceStatus.CREATED
@@ -83,10 +83,10 @@ def test_amount_or_currency_mismatch_is_rejected_and_flagged(
     assert invoice.status == InvoiceStatus.CREATED
     assert invoice.paid_amount == 0
     assert invoice.needs_attention
-    assert needle in invoice.attention_reason
+    assert needle in invoice.attention_text
     row = WebhookEvent.objects.get()
     assert row.status == WebhookEvent.Status.REJECTED
-    assert needle in row.result
+    assert needle in row.result_text
     assert Payment.objects.count() == 0
     assert log.calls == []
 
@@ -100,7 +100,7 @@ def test_event_for_unknown_invoice_is_rejected_not_retried(client):
     assert response.status_code == 200
     row = WebhookEvent.objects.get()
     assert row.status == WebhookEvent.Status.REJECTED
-    assert "no matching invoice" in row.result
+    assert "no matching invoice" in row.result_text
 
 
 def test_rollback_after_a_transition_sends_no_signal():
@@ -194,7 +194,7 @@ def test_no_secret_in_stored_rows_or_logs(client, caplog, settings):
     assert canary not in text
     for row in WebhookEvent.objects.all():
         assert canary not in json.dumps(row.payload) + json.dumps(row.event)
-        assert canary not in row.result + row.traceback
+        assert canary not in row.result_text + row.traceback
 
 
 def test_a_raising_receiver_does_not_fail_the_committed_event(client, caplog):

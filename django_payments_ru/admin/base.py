@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ..exceptions import InvalidInput, PaymentsError
+from ..exceptions import InvalidInput, PaymentsError, ProviderAPIError
 from ..formatting import format_money
 from ..models import Invoice, Operation, WebhookEvent
 from ..money import format_amount
@@ -42,6 +42,8 @@ def _error_text(exc: BaseException, failed: str, *args: object) -> str:
     logged, with its traceback, as ``failed % args``."""
     # PaymentsError.__str__ already says what happened and what to do, without
     # secrets; other exceptions are unexpected and logged with their traceback.
+    if isinstance(exc, ProviderAPIError) and exc.provider:
+        return _refusal_text(exc)
     if isinstance(exc, OPERATION_ERRORS):
         text = str(exc)
         # For people: without the "[alias] " a PaymentsError starts with (for
@@ -54,6 +56,34 @@ def _error_text(exc: BaseException, failed: str, *args: object) -> str:
     return _("Unexpected error (%(type)s); the details are in the server log.") % {
         "type": type(exc).__name__
     }
+
+
+def _refusal_text(exc: ProviderAPIError) -> str:
+    """A provider's refusal in our words, by the provider's name, then its own
+    message quoted (not translated: it is the provider's)."""
+    answer = (exc.provider_message or exc.message).strip()
+    details = []
+    if exc.status is not None:
+        details.append(f"HTTP {exc.status}")
+    if exc.code and exc.code != exc.default_code:
+        details.append(exc.code)
+    text = _("%(provider)s refused the request. Its answer: “%(answer)s”") % {
+        "provider": _alias_name(exc.provider),
+        "answer": answer,
+    }
+    if details:
+        text += f" ({', '.join(details)})"
+    return f"{text} {exc.hint}" if exc.hint else text
+
+
+def _alias_name(alias: str) -> str:
+    """The provider of ``alias`` as people call it ("Life-Pay: ECOM")."""
+    from .. import registry
+
+    try:
+        return _provider_name(registry.get_provider(alias))
+    except ImproperlyConfigured:
+        return alias  # no longer configured: all there is to show
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
@@ -145,6 +175,17 @@ def _preformatted_field(
     return field
 
 
+def _result_field(name: str) -> Callable[[Any, Any], str]:
+    """A read-only field showing a stored outcome (``result_text``,
+    ``reason_text``: a code translated in the active language)."""
+
+    @admin.display(description=gettext_lazy("result"))
+    def field(modeladmin: Any, obj: Any) -> str:
+        return getattr(obj, name) or "-"
+
+    return field
+
+
 class _NoWrites:
     """Nobody adds, changes or deletes these rows from the admin: they are
     records of what happened."""
@@ -164,7 +205,22 @@ class _ReadOnlyInline(_NoWrites, admin.TabularInline):
     can_delete = False
 
 
-class _RecordAdmin(_NoWrites, admin.ModelAdmin):
+#: The filters' template: the title as a heading (see the template).
+FILTER_TEMPLATE = "admin/django_payments_ru/filter.html"
+
+
+class NamedFilters(admin.ModelAdmin):
+    """The list's filters titled by their name ("Статус"), not "By <name>",
+    which Russian cannot say without declining the name."""
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        for spec in changelist.filter_specs:
+            spec.template = FILTER_TEMPLATE
+        return changelist
+
+
+class _RecordAdmin(_NoWrites, NamedFilters):
     """A read-only page of records about invoices (operations, webhook events):
     nobody adds, edits or deletes them; each links to its invoice."""
 
@@ -182,3 +238,13 @@ class _RecordAdmin(_NoWrites, admin.ModelAdmin):
             current_app=self.admin_site.name,
         )
         return format_html('<a href="{}">{}</a>', url, obj.invoice)
+
+
+def log_repr(obj: Any) -> str:
+    """How the admin's history names ``obj`` ("Recent actions"): in no
+    language, since it is stored. An invoice by its order id (or reference)
+    and amount, without its status (which changes, and is a translated word)."""
+    if isinstance(obj, Invoice):
+        reference = obj.order_id or str(obj.uuid)[:8]
+        return f"{reference}: {obj.quantize(obj.amount)} {obj.currency}"
+    return str(obj)

@@ -36,6 +36,7 @@ from .. import registry, services
 from ..models import Invoice, Operation, Payment, WebhookEvent
 from ..paylinks import pay_link, pay_path
 from ..providers.base import Capability
+from ..results import msg
 from ..status import InvoiceStatus
 from ..validation import safe_redirect_url
 from .base import (
@@ -44,6 +45,7 @@ from .base import (
     _provider_label,
     _provider_name,
     _ReadOnlyInline,
+    _result_field,
     logger,
 )
 from .forms import InvoiceChangeForm, delivery_choices
@@ -75,16 +77,18 @@ class PaymentInline(_ReadOnlyInline):
 
 class OperationInline(_ReadOnlyInline):
     model = Operation
-    fields = ("kind", "state", "amount", "reason", "created_at", "settled_at")
+    fields = ("kind", "state", "amount", "reason_display", "created_at", "settled_at")
     readonly_fields = fields
+    reason_display = _result_field("reason_text")
     verbose_name_plural = gettext_lazy("operations sent to the provider")
     show_change_link = True
 
 
 class WebhookEventInline(_ReadOnlyInline):
     model = WebhookEvent
-    fields = ("event_type", "status", "result", "received_at")
+    fields = ("event_type", "status", "result_display", "received_at")
     readonly_fields = fields
+    result_display = _result_field("result_text")
     show_change_link = True
 
 
@@ -409,7 +413,7 @@ class InvoiceAdmin(InvoicePages):
         "metadata", gettext_lazy("metadata"), as_json=True
     )
     attention_reason_display = _preformatted_field(
-        "attention_reason", gettext_lazy("attention history")
+        "attention_text", gettext_lazy("attention history")
     )
 
     @admin.display(description=gettext_lazy("payment link"))
@@ -515,15 +519,15 @@ class InvoiceAdmin(InvoicePages):
                 locked.needs_attention = flag
                 fields.append("needs_attention")
             if note:
-                template = (
-                    _("%(user)s cleared the flag: %(note)s")
-                    if not flag
-                    else _("%(user)s: %(note)s")
-                )
+                # The merchant's words stay as typed; the frame is translated.
                 locked.add_attention_note(
-                    template % {"user": request.user.get_username(), "note": note}
+                    msg(
+                        "merchant_note" if flag else "merchant_cleared",
+                        user=request.user.get_username(),
+                        note=note,
+                    )
                 )
-                fields.append("attention_reason")
+                fields.append("attention_notes")
             locked.save(update_fields=fields)
         obj.refresh_from_db()
 

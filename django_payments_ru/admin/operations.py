@@ -25,8 +25,16 @@ from .. import services
 from ..exceptions import PaymentsError
 from ..models import Invoice, Operation
 from ..providers.base import BaseProvider, Capability
+from ..results import msg, register_labels
 from ..status import PAYABLE, InvoiceStatus
-from .base import _error_text, _label, _money_display, _provider_name, _RecordAdmin
+from .base import (
+    _error_text,
+    _label,
+    _money_display,
+    _provider_name,
+    _RecordAdmin,
+    _result_field,
+)
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise
@@ -168,14 +176,20 @@ class InvoiceOperation:
             )
             modeladmin.message_user(
                 request,
-                _("%(invoice)s: %(error)s")
-                % {"invoice": _label(invoice), "error": error},
+                _("%(invoice)s: “%(operation)s” failed. %(error)s")
+                % {
+                    "invoice": _label(invoice),
+                    "operation": self.label,
+                    "error": error,
+                },
                 messages.ERROR,
             )
             return
         done = str(self.done)
         after = invoice.get_status_display()
-        modeladmin.log_change(request, invoice, done)
+        modeladmin.log_change(
+            request, invoice, msg("log_operation", operation=self.name)
+        )
         modeladmin.message_user(
             request,
             _("%(invoice)s: %(done)s; status %(before)s → %(after)s.")
@@ -309,7 +323,7 @@ class OperationAdmin(_RecordAdmin):
         "state",
         "amount",
         "invoice_link",
-        "reason",
+        "reason_display",
         "created_at",
         "settled_at",
     )
@@ -321,13 +335,15 @@ class OperationAdmin(_RecordAdmin):
         "state",
         "amount",
         "key",
-        "reason",
+        "reason_display",
         "lease_until",
         "attempts",
         "created_at",
         "settled_at",
     )
     readonly_fields = fields
+
+    reason_display = _result_field("reason_text")
 
     # The page's one write, and only to operations still in flight.
     actions = ("release",)
@@ -343,11 +359,7 @@ class OperationAdmin(_RecordAdmin):
         user = request.user.get_username()
         for operation in queryset.select_related("invoice").order_by("pk"):
             try:
-                services.release_claim(
-                    operation,
-                    _("released by %(user)s: not done at the provider")
-                    % {"user": user},
-                )
+                services.release_claim(operation, msg("released_by_user", user=user))
             except PaymentsError as exc:
                 self.message_user(
                     request, f"{operation}: {exc.message}", messages.ERROR
@@ -362,3 +374,8 @@ class OperationAdmin(_RecordAdmin):
                 },
                 messages.SUCCESS,
             )
+
+
+# The invoice's history names an operation by its name and shows it in the
+# language of the reader (results.py).
+register_labels("operation", {op.name: op.done for op in INVOICE_OPERATIONS})

@@ -7,11 +7,12 @@ check); :class:`~django_payments_ru.admin.invoices.InvoiceAdmin` builds on it.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
@@ -36,13 +37,16 @@ from ..models import Invoice, Operation
 from ..money import to_amount
 from ..providers.base import AdminForm, BaseProvider, Capability, ProviderAdminView
 from ..receipts import ReceiptLine, refundable_lines
+from ..results import LOG_KEY, Message, msg
 from ..status import InvoiceStatus
 from .base import (
+    NamedFilters,
     _error_text,
     _label,
     _money_display,
     _provider_label,
     _provider_name,
+    log_repr,
     logger,
 )
 from .forms import InvoiceAddForm, RefundForm, _show_error
@@ -50,7 +54,7 @@ from .operations import CONFIRM_FIELD, OPERATIONS_BY_NAME, InvoiceOperation
 from .status import StatusPage
 
 
-class InvoicePages(StatusPage, admin.ModelAdmin):
+class InvoicePages(StatusPage, NamedFilters):
     """The add, operation, refund and provider-form views of the invoice admin."""
 
     add_fieldsets: Any = (
@@ -132,10 +136,47 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             request, f"admin/django_payments_ru/invoice/{template}", context
         )
 
-    def _done(self, request: HttpRequest, invoice: Invoice, message: str) -> None:
-        """Report what a page did, and keep it in the invoice's history."""
-        self.log_change(request, invoice, message)
+    def _done(
+        self, request: HttpRequest, invoice: Invoice, message: str, logged: Message
+    ) -> None:
+        """Report what a page did, and keep it in the invoice's history (as a
+        code, translated when the history is shown)."""
+        self.log_change(request, invoice, logged)
         self.message_user(request, message, messages.SUCCESS)
+
+    # --- the history (LogEntry) -----------------------------------------------
+
+    def _log(self, request: HttpRequest, obj: Any, flag: int, message: Any) -> Any:
+        """A LogEntry as Django's ``log_*`` write it, but named in no language
+        (the invoice's status would stay in the words of the day it was
+        written, "(Created)", in "Recent actions"), and with our messages
+        stored as codes (:func:`log_message`)."""
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.contenttypes.models import ContentType
+
+        if isinstance(message, Message):
+            message = [{LOG_KEY: message.to_json()}]
+        if isinstance(message, list):
+            message = json.dumps(message)
+        content_type = ContentType.objects.get_for_model(obj, for_concrete_model=False)
+        return LogEntry.objects.create(
+            user_id=request.user.pk,  # type: ignore[misc]  # staff: logged in
+            content_type_id=content_type.pk,
+            object_id=str(obj.pk),
+            object_repr=log_repr(obj)[:200],
+            action_flag=flag,
+            change_message=message,
+        )
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        from django.contrib.admin.models import ADDITION
+
+        return self._log(request, obj, ADDITION, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        from django.contrib.admin.models import CHANGE
+
+        return self._log(request, obj, CHANGE, message)
 
     # --- the URLs and the operation view -----------------------------------------
 
@@ -677,7 +718,14 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             "amount": amount_text,
             "status": invoice.get_status_display(),
         }
-        self._done(request, invoice, message)
+        logged = msg(
+            "log_refunded" if refunded > 0 else "log_refund_requested",
+            amount=refunded
+            if refunded > 0
+            else (Decimal(amount) if amount else invoice.refundable_amount),
+            currency=invoice.currency,
+        )
+        self._done(request, invoice, message, logged)
         return True
 
     # --- the providers' own forms -----------------------------------------------
@@ -742,5 +790,7 @@ class InvoicePages(StatusPage, admin.ModelAdmin):
             "form": spec.label,
             "result": result or _("done."),
         }
-        self._done(request, invoice, message)
+        # The form's label and the provider's answer are kept as they were said.
+        logged = msg("log_form", form=str(spec.label), result=result or _("done."))
+        self._done(request, invoice, message, logged)
         return True

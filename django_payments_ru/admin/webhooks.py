@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
     Http404,
@@ -24,13 +24,14 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import registry, services
+from .. import services
 from ..models import WebhookEvent
 from .base import (
     OPERATION_ERRORS,
+    _alias_name,
     _preformatted_field,
-    _provider_name,
     _RecordAdmin,
+    _result_field,
     logger,
 )
 from .scale import (
@@ -50,14 +51,6 @@ SHORT_ID = 20
 
 def _shorten(text: str) -> str:
     return text if len(text) <= SHORT_ID else text[: SHORT_ID - 1] + "…"
-
-
-def _alias_name(alias: str) -> str:
-    """The provider of ``alias`` as people call it ("Life-Pay: ECOM")."""
-    try:
-        return _provider_name(registry.get_provider(alias))
-    except ImproperlyConfigured:
-        return alias  # no longer configured: all there is to show
 
 
 def _event_label(row: WebhookEvent) -> str:
@@ -108,7 +101,7 @@ class WebhookEventAdmin(_RecordAdmin):
         "event_type",
         "status",
         "invoice_link",
-        "result",
+        "result_display",
         "traceback_display",
         "attempts",
         "needs_attention",
@@ -122,6 +115,7 @@ class WebhookEventAdmin(_RecordAdmin):
     readonly_fields = fields
 
     traceback_display = _preformatted_field("traceback", gettext_lazy("traceback"))
+    result_display = _result_field("result_text")
     event_display = _preformatted_field("event", gettext_lazy("event"), as_json=True)
     payload_display = _preformatted_field(
         "payload", gettext_lazy("payload"), as_json=True
@@ -249,7 +243,7 @@ class WebhookEventAdmin(_RecordAdmin):
             % {
                 "event": label,
                 "status": done.get_status_display(),
-                "result": f" ({done.result})" if done.result else "",
+                "result": f" ({done.result_text})" if done.result_text else "",
             },
             messages.SUCCESS
             if done.status != WebhookEvent.Status.FAILED

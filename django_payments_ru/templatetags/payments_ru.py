@@ -1,4 +1,5 @@
-"""``{% load payments_ru %}``: the pay button, the status words, the ``money`` filter.
+"""``{% load payments_ru %}``: the pay button, the status words, the ``money``
+and ``count`` filters.
 
 ``{% payment_button invoice %}`` renders a link to the invoice's pay link
 (``/payments/pay/<token>/``, :func:`django_payments_ru.services.pay_link`),
@@ -32,6 +33,7 @@ from django import template
 from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import get_template
 from django.urls import NoReverseMatch
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from .. import customer
@@ -111,3 +113,24 @@ def payment_status(invoice: Invoice | None) -> str:
 def money(amount: Any, currency: str = "") -> str:
     """``{{ amount|money:currency }}``: "1 234,50 ₽" in Russian."""
     return format_money(amount, currency)
+
+
+@register.filter
+def count(value: Any) -> str:
+    """``{{ cl.result_count|count }}``: a count grouped as the active language
+    groups digits ("1 000 000" in Russian, "1,000,000" in English)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number_format(number, force_grouping=True)
+
+
+@register.filter
+def change_message(entry: Any) -> str:
+    """``{{ action|change_message }}``: a LogEntry's message in the active
+    language (our codes rendered, see
+    :func:`~django_payments_ru.results.log_message`)."""
+    from ..results import log_message
+
+    return log_message(entry)

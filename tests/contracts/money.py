@@ -324,7 +324,7 @@ class StartCases(MoneyCase):
         with pytest.raises(ProviderUnavailable):
             services.start_payment(fresh(invoice))
         [claim] = self.operations(invoice, "start")
-        assert claim.state == IN_FLIGHT and claim.reason
+        assert claim.state == IN_FLIGHT and claim.reason_text
 
         checkout = services.start_payment(fresh(invoice))
 
@@ -357,7 +357,7 @@ class InFlightCases(MoneyCase):
             services.refund_invoice(fresh(invoice), "60.00")
         [unknown] = self.operations(invoice, "refund")
         assert unknown.state == IN_FLIGHT and unknown.amount == Decimal("60")
-        assert "no answer" in unknown.reason
+        assert "no answer" in unknown.reason_text
 
         with pytest.raises(InvalidAmount):
             services.refund_invoice(fresh(invoice), "50.00")  # only 40 left
@@ -392,7 +392,7 @@ class InFlightCases(MoneyCase):
         [claim] = self.operations(invoice, "refund")
         assert claim.state == CONFIRMED
         assert claim.lease_until is None
-        assert "no answer" not in claim.reason, claim.reason
+        assert "no answer" not in claim.reason_text, claim.reason_text
         self.assert_invoice(invoice, InvoiceStatus.REFUNDED, refunds=1, refunded="100")
         with pytest.raises(InvalidOperation):
             services.refund_invoice(fresh(invoice))
@@ -407,7 +407,7 @@ class InFlightCases(MoneyCase):
             services.refund_invoice(fresh(invoice))
         [refused] = self.operations(invoice, "refund")
         assert refused.state == FAILED
-        assert "409" in refused.reason
+        assert "409" in refused.reason_text
         assert refused.settled_at is not None
         assert self.adapter.refunds(invoice) == []
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from ... import jobs
 from ...jobs import RunReport
+from ...status import InvoiceStatus
 from ..base import JobCommand
 
 
@@ -63,34 +64,87 @@ class InvoiceJobCommand(JobCommand):
         self.finish(report.to_json(), as_json, report_lines(report))
 
 
+def _name(alias: str) -> str:
+    """The provider of ``alias`` by its display name, with the alias only when
+    another configured alias has the same name ("Life-Pay (shop_b)"); the
+    alias once it is gone from the settings."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ... import registry
+
+    def name_of(other: str) -> str:
+        return str(registry.get_provider(other).display_name or other)
+
+    try:
+        name = name_of(alias)
+    except ImproperlyConfigured:
+        return alias
+    for other in registry.aliases():
+        try:
+            shared = other != alias and name_of(other) == name
+        except ImproperlyConfigured:
+            continue
+        if shared:
+            return f"{name} ({alias})"
+    return name
+
+
+def _status(value: str) -> str:
+    try:
+        return str(InvoiceStatus(value).label)
+    except ValueError:
+        return value
+
+
 def report_lines(report: RunReport) -> list[str]:
     if report.dry_run:
+        count = len(report.asked)
         lines = [
-            _("Dry run: %(count)s invoice(s) would be asked; nothing changed.")
-            % {"count": len(report.asked)}
+            ngettext(
+                "Dry run: %(count)s invoice would be asked; nothing changed.",
+                "Dry run: %(count)s invoices would be asked; nothing changed.",
+                count,
+            )
+            % {"count": count}
         ]
         lines += [_("Invoice %(pk)s") % {"pk": pk} for pk in report.asked]
     else:
+        asked, changed, errors = (
+            len(report.asked),
+            len(report.changes),
+            len(report.errors),
+        )
         lines = [
-            _("%(asked)s invoice(s) asked, %(changed)s changed, %(errors)s error(s).")
+            _("%(asked)s, %(changed)s, %(errors)s.")
             % {
-                "asked": len(report.asked),
-                "changed": len(report.changes),
-                "errors": len(report.errors),
+                "asked": ngettext(
+                    "%(count)s invoice asked", "%(count)s invoices asked", asked
+                )
+                % {"count": asked},
+                "changed": ngettext("%(count)s changed", "%(count)s changed", changed)
+                % {"count": changed},
+                "errors": ngettext("%(count)s error", "%(count)s errors", errors)
+                % {"count": errors},
             }
         ]
     lines += [
-        _("Invoice %(invoice)s (%(alias)s): %(old)s -> %(new)s")
-        % {"invoice": c.invoice, "alias": c.alias, "old": c.old, "new": c.new}
+        _("Invoice %(invoice)s (%(provider)s): %(old)s → %(new)s")
+        % {
+            "invoice": c.invoice,
+            "provider": _name(c.alias),
+            "old": _status(c.old),
+            "new": _status(c.new),
+        }
         for c in report.changes
     ]
     lines += [
-        _("Invoice %(invoice)s (%(alias)s) could not be asked: %(error)s") % error
+        _("Invoice %(invoice)s (%(provider)s) could not be asked: %(error)s")
+        % {**error, "provider": _name(str(error.get("alias", "")))}
         for error in report.errors
     ]
     lines += [
-        _("%(alias)s is unreachable, its invoices are unchanged: %(error)s")
-        % {"alias": alias, "error": error}
+        _("%(provider)s is unreachable, its invoices are unchanged: %(error)s")
+        % {"provider": _name(alias), "error": error}
         for alias, error in sorted(report.unreachable.items())
     ]
     if report.cursor is not None:

@@ -284,8 +284,8 @@ class Provider(BaseProvider):
         if not invoice.customer_email:
             raise InvalidInput(
                 _(
-                    "PayConnect needs the customer's e-mail address: set "
-                    "customer_email on the invoice."
+                    "PayConnect needs the customer's e-mail address: fill in "
+                    "the invoice's customer e-mail."
                 ),
                 field="customer_email",
                 provider=self.alias,

@@ -110,7 +110,7 @@ class TestQuantaPayFlows(FlowContract):
         row = WebhookEvent.objects.get(invoice=invoice)
         assert row.status == "processed" and row.dedupe_id == f"transaction:{tx['id']}"
         assert "key" not in row.payload  # only the transaction is kept
-        assert SECRET not in json.dumps([row.payload, row.event, row.result])
+        assert SECRET not in json.dumps([row.payload, row.event, row.result_text])
         invoice.refresh_from_db()
         assert invoice.provider_transaction_id == tx["id"]
         assert invoice.provider_payment_id == tx["checkout_id"]
@@ -125,7 +125,7 @@ class TestQuantaPayFlows(FlowContract):
         assert invoice.paid_amount == 0
         assert not invoice.payments.exists()
         assert invoice.needs_attention
-        assert "60" in invoice.attention_reason and "100" in invoice.attention_reason
+        assert "60" in invoice.attention_text and "100" in invoice.attention_text
         assert self.deliveries(invoice) == []
         assert self.signals.count("invoice_paid", invoice) == 0
         assert self.adapter.payment(invoice).status == "X"
@@ -224,7 +224,7 @@ class TestQuantaPayFlows(FlowContract):
         [delivery] = self.deliveries(invoice)
         assert delivery.last_status_code == 500  # answered as failed
         row = WebhookEvent.objects.get(provider=ALIAS)
-        assert row.status == "failed" and row.result
+        assert row.status == "failed" and row.result_text
         invoice.refresh_from_db()
         assert invoice.status == InvoiceStatus.PENDING and invoice.paid_amount == 0
         assert not Payment.objects.filter(invoice=invoice).exists()

@@ -202,7 +202,7 @@ class TestQuantaPayWebhooks(WebhookContract):
         assert invoice.status == InvoiceStatus.CREATED
         assert invoice.paid_amount == 0 and not invoice.payments.exists()
         assert invoice.needs_attention
-        assert "confirm" in invoice.attention_reason
+        assert "confirm" in invoice.attention_text
         row = WebhookEvent.objects.get()
         assert row.status == WebhookEvent.Status.REJECTED
         assert self.signals.count("invoice_paid") == 0
@@ -295,7 +295,7 @@ class TestQuantaPayWebhooks(WebhookContract):
             texts.append(response.content.decode())
         for row in WebhookEvent.objects.all():
             texts.append(
-                json.dumps([row.payload, row.event, row.result, row.traceback])
+                json.dumps([row.payload, row.event, row.result_text, row.traceback])
             )
         texts += [t for r in caplog.records for t in record_texts(r)]
         assert WebhookEvent.objects.filter(status="failed").exists()
