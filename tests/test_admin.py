@@ -566,6 +566,21 @@ def test_refresh_action_applies_the_providers_answer(
     assert "Created → Paid" in message
 
 
+def test_messages_are_shown_as_written_not_capitalised(
+    admin_client: Client, sandbox: FakeSandbox
+) -> None:
+    # Django's admin capitalises a message's first letter: an order id or an
+    # alias at the start would read "Order-7" or "Lifepay_ecom".
+    invoice = make_invoice("100.00", order_id="order-7")
+    sandbox.status = event(invoice, EventType.PAID, dedupe_id="poll:7")
+    response = action(admin_client, "refresh_from_provider", invoice)
+    [message] = texts(response)
+    assert message.startswith("order-7"), message
+    page = admin_client.get(response["Location"]).content.decode()
+    assert '<li class="success">order-7' in page, page[:2000]
+    assert "Order-7" not in page
+
+
 def test_actions_report_each_invoice_and_never_fail_with_500(
     admin_client: Client, sandbox: FakeSandbox
 ) -> None:

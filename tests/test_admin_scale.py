@@ -201,6 +201,17 @@ def test_invoice_search_by_the_start_or_the_whole_of_each_id(
     assert found(admin_client, INVOICES, "B-1") == [other]
 
 
+def test_an_id_is_not_searched_for_as_words_of_the_description(
+    admin_client: Client,
+) -> None:
+    # "1-1" is an order id: every description with a "1" in it is not a match.
+    wanted = make_invoice(order_id="1-1", description="Order 1")
+    for n in (2, 3):
+        make_invoice(order_id=f"1-{n}", description="Order 1")
+    assert found(admin_client, INVOICES, "1-1") == [wanted]
+    assert len(found(admin_client, INVOICES, "order 1")) == 3
+
+
 def test_a_fragment_of_a_reference_finds_nothing(admin_client: Client) -> None:
     # The issue: "9-3" found 11 invoices by pieces of their UUIDs.
     invoices = [make_invoice(order_id=f"X{i}") for i in range(20)]

@@ -337,9 +337,12 @@ def as_uuid(term: str) -> uuid.UUID | None:
 def description_matches(term: str, vendor: str) -> Q | None:
     """The invoices whose description has every word of ``term``: on
     PostgreSQL words starting so, by full-text search (the GIN index on
-    ``to_tsvector('simple', description)``); elsewhere ``icontains``."""
-    words = WORDS.findall(term.lower())
-    if not words:
+    ``to_tsvector('simple', description)``); elsewhere ``icontains``. A term
+    with a piece that is not a word (``1-1``, ``A-10``, an e-mail) is an id,
+    not words: the description is not searched (``1-1`` would find every
+    description with a "1")."""
+    words = term.lower().split()
+    if not words or not all(WORDS.fullmatch(word) for word in words):
         return None
     if vendor != "postgresql":
         every = Q()
