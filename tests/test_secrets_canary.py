@@ -130,7 +130,9 @@ class EchoServer(LocalServer):
             number = len(self.tokens.setdefault(alias, []))
             if alias == "lifepay_ecom":  # lifepay.md §11.1: a JWT
                 claims = {"exp": int(time.time()) + 3600, "n": number}
-                token = jwt.encode(claims, f"canary-{number}", algorithm="HS256")
+                # A key of 32 bytes, as RFC 7518 section 3.2 asks for HS256.
+                key = f"canary-signing-key-{number}".ljust(32, "-")
+                token = jwt.encode(claims, key, algorithm="HS256")
             else:
                 token = f"tok_{alias}_canary_{number}_{uuid.uuid4().hex[:6]}"
             self.tokens[alias].append(token)
