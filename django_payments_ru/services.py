@@ -28,8 +28,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 from django.db import DataError, IntegrityError, connections, router, transaction
-from django.db.models import BooleanField, Exists, F, OuterRef, Q, Subquery, Sum
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Sum
 from django.db.models.sql import Query
 from django.http import HttpRequest
 from django.utils import timezone
@@ -722,19 +721,6 @@ def _locked_invoices(
     """The rows of the locking lookup ``build(**values)`` (an annotated
     :func:`_locked` queryset of invoices), through its compiled SQL."""
     using = router.db_for_write(Invoice)
-    key, sql, params = _locked_query(using, kind, build, values)
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchall()
-        columns = [d[0] for d in cursor.description]
-    return _invoices_from_rows(using, key, columns, found)
-
-
-def _locked_query(
-    using: str, kind: tuple[Any, ...], build: Callable[..., Any], values: Any
-) -> tuple[tuple[Any, ...], str, list[Any]]:
-    """The compiled SQL of the locking lookup ``build(**values)`` and its
-    parameters (see :data:`_LOCKED_SQL`)."""
     connection = connections[using]
     key = (using, *kind)
     compiled = _LOCKED_SQL.get(key)
@@ -757,17 +743,14 @@ def _locked_query(
         )
         for i in positions[name]:
             params[i] = prepared
-    return key, sql, params
-
-
-def _invoices_from_rows(
-    using: str, key: tuple[Any, ...], columns: list[str], found: list[Any]
-) -> list[Invoice]:
-    """The locked invoices of a :func:`_locked_query`'s rows (``columns``: the
-    cursor's column names)."""
-    shape = _ROW_SHAPE.get(key)
-    if shape is None:
-        shape = _ROW_SHAPE[key] = _row_shape(using, columns)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+        shape = _ROW_SHAPE.get(key)
+        if shape is None:
+            shape = _ROW_SHAPE[key] = _row_shape(
+                using, [d[0] for d in cursor.description]
+            )
     names, converters, in_flight = shape
     if converters:
         found = Query(Invoice).get_compiler(using).apply_converters(found, converters)
@@ -819,14 +802,9 @@ def _locate_by_ref(event: PaymentEvent, ref: uuid.UUID) -> Invoice | None:
     return None
 
 
-def _locate(
-    event: PaymentEvent, *, lock: bool, tried_ref: bool = False
-) -> Invoice | None:
-    """The invoice ``event`` is for (locked when ``lock``): by its reference,
-    else its payment id, else its order id. ``tried_ref``: the caller's
-    locking lookup by the reference found nothing."""
+def _locate(event: PaymentEvent, *, lock: bool) -> Invoice | None:
     ref = _ref(event)
-    if lock and ref is not None and not tried_ref:
+    if lock and ref is not None:
         found = _locate_by_ref(event, ref)
         if found is not None:
             return found
@@ -1333,66 +1311,6 @@ def _upsert_event(
     """Store ``event``, or count one more delivery of the stored one, in one
     statement; returns the row's ``(pk, status, deliveries, attempts)`` (1
     delivery: it is new)."""
-    sql, params = _upsert_query(using, alias, event, payload)
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, params)
-        pk, status, count, attempts = cursor.fetchone()
-    return int(pk), str(status), int(count), int(attempts)
-
-
-#: The condition that gates the invoice's locking lookup in
-#: :func:`_upsert_locating`: the stored event (``ev``, the upsert's row) is
-#: not done. In the lookup's own WHERE, it refers to nothing of the invoice
-#: table, so the database tests it once, before it reads or locks a row.
-_UNLESS_DONE = Q(
-    RawSQL(
-        "ev.status <> ALL(%s)",
-        [sorted(str(status) for status in WebhookEvent.DONE)],
-        output_field=BooleanField(),
-    )
-)
-
-
-def _upsert_locating(
-    using: str, alias: str, event: PaymentEvent, payload: Any
-) -> tuple[tuple[int, str, int, int], list[Invoice]] | None:
-    """PostgreSQL: :func:`_upsert_event` and, for an event still to process,
-    the locking lookup of its invoice by reference (:func:`_locate_by_ref`),
-    in one statement. A redelivery of a processed event locks and reads no
-    invoice: the lookup is gated on the stored row's status, which the
-    database evaluates before it runs the lookup. ``None`` where this does not
-    apply (another database, an event without a reference)."""
-    ref = _ref(event)
-    if ref is None or connections[using].vendor != "postgresql":
-        return None
-    upsert, upsert_params = _upsert_query(using, alias, event, payload)
-    paid = event.type is EventType.PAID
-    key, locked, locked_params = _locked_query(
-        using,
-        ("ref, unless done", paid),
-        lambda provider, ref: _by_ref(provider, ref, paid).filter(_UNLESS_DONE),
-        {"provider": event.provider, "ref": ref},
-    )
-    # Both statements are compiled from the models; every value a parameter.
-    sql = (
-        f"WITH ev AS ({upsert}) "  # noqa: S608
-        "SELECT ev.id, ev.status, ev.deliveries, ev.attempts, found.* FROM ev "
-        f"LEFT JOIN LATERAL ({locked}) AS found ON TRUE"
-    )
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, [*upsert_params, *locked_params])
-        found = cursor.fetchall()
-        columns = [d[0] for d in cursor.description][4:]
-    pk, status, count, attempts = found[0][:4]
-    rows_ = [row[4:] for row in found if row[4] is not None]
-    invoices = _invoices_from_rows(using, key, columns, rows_) if rows_ else []
-    return (int(pk), str(status), int(count), int(attempts)), invoices
-
-
-def _upsert_query(
-    using: str, alias: str, event: PaymentEvent, payload: Any
-) -> tuple[str, list[Any]]:
-    """The SQL of :func:`_upsert_event` and its parameters."""
     connection = connections[using]
     values = {
         "provider": alias,
@@ -1421,28 +1339,17 @@ def _upsert_query(
         f.get_db_prep_save(value, connection)
         for f, value in zip(fields, values.values(), strict=True)
     ]
-    return sql, params
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        pk, status, count, attempts = cursor.fetchone()
+    return int(pk), str(status), int(count), int(attempts)
 
 
-def _process_new(
-    pk: int,
-    event: PaymentEvent,
-    attempts: int,
-    candidates: list[Invoice] | None = None,
-) -> None:
+def _process_new(pk: int, event: PaymentEvent, attempts: int) -> None:
     """Apply ``event``, just stored (or redelivered) as row ``pk`` in this
     transaction, which made ``attempts`` before: the invoice locked, the change
-    written, the row's outcome in one UPDATE. ``candidates``: what the
-    caller's locking lookup by reference found (see :func:`_upsert_locating`),
-    else the invoice is looked up here."""
-    if candidates is None:
-        invoice = _locate(event, lock=True)
-    else:
-        ref = _ref(event)
-        invoice = next(
-            (i for i in candidates if i.uuid == ref and i.provider == event.provider),
-            None,
-        ) or _locate(event, lock=True, tried_ref=True)
+    written, the row's outcome in one UPDATE."""
+    invoice = _locate(event, lock=True)
     if invoice is None:
         result = ApplyResult(Result.REJECTED, None, message=msg("no_invoice"))
     else:
@@ -1490,16 +1397,11 @@ def receive_webhook_events(provider: BaseProvider, events: list[PaymentEvent]) -
             # the inbox row's outcome.
             with transaction.atomic(using=using), rows.batch(using):
                 for event, payload in checked:
-                    located = _upsert_locating(using, provider.alias, event, payload)
-                    if located is None:
-                        pk, status, _count, attempts = _upsert_event(
-                            using, provider.alias, event, payload
-                        )
-                        candidates = None
-                    else:
-                        (pk, status, _count, attempts), candidates = located
+                    pk, status, _count, attempts = _upsert_event(
+                        using, provider.alias, event, payload
+                    )
                     if status not in WebhookEvent.DONE:
-                        _process_new(pk, event, attempts, candidates)
+                        _process_new(pk, event, attempts)
             return True
         except Exception:  # rolled back: the two-step path stores and retries it
             logger.info(
