@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .events import EventType, PaymentEvent
+from .formatting import format_money
 from .money import DECIMAL_PLACES, MAX_DIGITS, exponent
 from .results import Message, render, shown, text
 from .status import AWAITING, CANCELLABLE, PAID_STATES, InvoiceStatus
@@ -197,8 +198,8 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         label = self.order_id or str(self.uuid)[:8]
-        amount = self.quantize(self.amount)
-        return f"{label}: {amount} {self.currency} ({self.get_status_display()})"
+        amount = format_money(self.amount, self.currency)
+        return f"{label}: {amount} ({self.get_status_display()})"
 
     # --- helpers ------------------------------------------------------------
 
@@ -371,7 +372,11 @@ class Operation(models.Model):
         ]
 
     def __str__(self) -> str:
-        amount = f" {self.amount} {self.invoice.currency}" if self.amount else ""
+        amount = (
+            f" {format_money(self.amount, self.invoice.currency)}"
+            if self.amount
+            else ""
+        )
         return f"{self.get_kind_display()}{amount} ({self.get_state_display()})"
 
     @property
@@ -442,7 +447,7 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+        return f"{self.get_kind_display()} {format_money(self.amount, self.currency)}"
 
 
 class WebhookEvent(models.Model):

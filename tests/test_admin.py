@@ -171,7 +171,8 @@ def test_changelist_renders_with_filters_and_columns(admin_client: Client) -> No
     assert response.status_code == 200
     content = response.content.decode()
     assert "A-1" in content
-    assert "250.00 RUB" in content
+    assert format_money("250.00", "RUB") in content  # the currency's exponent
+    assert "250.000" not in content
     filters = [spec.title for spec in response.context["cl"].filter_specs]
     assert [str(t) for t in filters] == [
         "status",
@@ -1315,3 +1316,20 @@ def test_add_and_cancel_through_the_sandbox_emulator(
     response = action(admin_client, "cancel_invoices", invoice)
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.CANCELLED, texts(response)
+
+
+def test_the_invoice_page_shows_money_by_the_currency_and_no_alias(
+    admin_client: Client,
+) -> None:
+    # The model keeps three places for every currency; the page shows the
+    # currency's own (the issue: "Charge 2490.500 RUB", "2490,500").
+    invoice = paid_invoice("2490.50", order_id="M-1")
+    assert invoice.payments.get().amount == Decimal("2490.500")
+    with translation.override("ru"):
+        page = admin_client.get(change_url(invoice), HTTP_ACCEPT_LANGUAGE="ru")
+        content = page.content.decode()
+        assert format_money("2490.50", "RUB") in content
+    assert "2490.500" not in content and "2490,500" not in content
+    assert '<div class="readonly">sandbox</div>' not in content
+    # "Paid twice" in words, not a red cross that reads as an error.
+    assert "icon-no.svg" not in content

@@ -33,6 +33,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from .. import registry, services
+from ..formatting import format_money
 from ..models import Invoice, Operation, Payment, WebhookEvent
 from ..paylinks import pay_link, pay_path
 from ..providers.base import Capability
@@ -65,8 +66,7 @@ class PaymentInline(_ReadOnlyInline):
     model = Payment
     fields = (
         "kind",
-        "amount",
-        "currency",
+        "amount_display",
         "provider_payment_id",
         "source",
         "created_at",
@@ -74,14 +74,29 @@ class PaymentInline(_ReadOnlyInline):
     readonly_fields = fields
     verbose_name_plural = gettext_lazy("money movements")
 
+    @admin.display(description=gettext_lazy("amount"))
+    def amount_display(self, obj: Payment) -> str:
+        return format_money(obj.amount, obj.currency)
+
 
 class OperationInline(_ReadOnlyInline):
     model = Operation
-    fields = ("kind", "state", "amount", "reason_display", "created_at", "settled_at")
+    fields = (
+        "kind",
+        "state",
+        "amount_display",
+        "reason_display",
+        "created_at",
+        "settled_at",
+    )
     readonly_fields = fields
     reason_display = _result_field("reason_text")
     verbose_name_plural = gettext_lazy("operations sent to the provider")
     show_change_link = True
+
+    @admin.display(description=gettext_lazy("amount"))
+    def amount_display(self, obj: Operation) -> str:
+        return format_money(obj.amount, obj.invoice.currency) if obj.amount else "-"
 
 
 class WebhookEventInline(_ReadOnlyInline):
@@ -219,7 +234,7 @@ class InvoiceAdmin(InvoicePages):
             {
                 "fields": (
                     "reference",
-                    "provider",
+                    "provider_display",
                     "status",
                     "amount_display",
                     "paid_display",
@@ -254,7 +269,7 @@ class InvoiceAdmin(InvoicePages):
             {
                 "fields": (
                     "needs_attention",
-                    "paid_twice",
+                    "paid_twice_display",
                     "attention_reason_display",
                     "attention_note",
                 )
@@ -307,6 +322,15 @@ class InvoiceAdmin(InvoicePages):
             return _provider_name(registry.get_provider(obj.provider))
         except ImproperlyConfigured:
             return obj.provider  # no longer configured: all there is to show
+
+    @admin.display(description=gettext_lazy("paid twice"))
+    def paid_twice_display(self, obj: Invoice) -> SafeString | str:
+        # Words, not Django's red cross, which reads as an error when all is well.
+        if obj.paid_twice:
+            return format_html(
+                '<strong class="payments-ru-attention">⚠ {}</strong>', _("yes")
+            )
+        return _("no")
 
     @admin.display(description=gettext_lazy("attention"))
     def attention_display(self, obj: Invoice) -> SafeString | str:
