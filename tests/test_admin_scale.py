@@ -531,3 +531,17 @@ def test_a_page_deeper_than_the_limit_shows_the_nearest_one_and_says_so(
         assert listed == expected[(shown - 1) * 5 : shown * 5], asked
         told = f"Page {asked} is not shown" in response.content.decode()
         assert told == (asked != shown), asked
+
+
+@pytest.mark.skipif(not POSTGRES, reason="gin_fuzzy_search_limit is PostgreSQL's")
+def test_a_searched_count_asks_the_full_text_index_for_a_bounded_set(
+    admin_client: Client,
+) -> None:
+    # A common word would have the GIN index list every matching row before
+    # the LIMIT: the count's transaction bounds it, far above the cap, so the
+    # count stays exact up to the cap.
+    fill(30)
+    sql = statements(admin_client, INVOICES, {"q": "chair"})
+    assert any("gin_fuzzy_search_limit" in s for s in sql), sql
+    cl = admin_client.get(INVOICES, {"q": "chair"}).context["cl"]
+    assert cl.result_count == 15
