@@ -21,6 +21,8 @@ setup(
     install_requires=[
         "Django>=4.2",
         "djangorestframework>=3.14",
+        # The API's OpenAPI 3 schema (django_payments_ru.api.schema).
+        "drf-spectacular>=0.27",
         "requests>=2.31",
         "urllib3>=2.0",
         "django-environ>=0.11",

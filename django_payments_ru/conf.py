@@ -63,6 +63,24 @@ DEFAULTS: dict[str, Any] = {
     # prints none. False: such an invoice is refused, so nobody believes a
     # receipt was printed when none was.
     "RECEIPTS_PRINTED_ELSEWHERE": False,
+    # --- the JSON API (django_payments_ru.api, docs/api.rst) ---
+    # Dotted paths of DRF classes. The customer endpoints are reached with the
+    # pay link's signed token, so they need no login by default.
+    "API_CUSTOMER_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "API_CUSTOMER_AUTHENTICATION_CLASSES": [],
+    "API_CUSTOMER_THROTTLE_CLASSES": [],
+    # The merchant endpoints: a logged-in user with the Django model permission
+    # each endpoint names (view/add/change invoice).
+    "API_MERCHANT_PERMISSION_CLASSES": [
+        "django_payments_ru.api.permissions.MerchantPermissions"
+    ],
+    # None: REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].
+    "API_MERCHANT_AUTHENTICATION_CLASSES": None,
+    "API_MERCHANT_THROTTLE_CLASSES": [],
+    # Invoices per page of the merchant list (a client may ask for fewer).
+    "API_PAGE_SIZE": 50,
+    # How long (seconds or timedelta) an Idempotency-Key of a create is kept.
+    "API_IDEMPOTENCY_TTL": 24 * 3600,
 }
 
 WEBHOOK_MODES = ("sync", "celery")

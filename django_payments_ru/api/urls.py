@@ -1,14 +1,10 @@
-"""``path("payments/api/", include("django_payments_ru.api.urls"))``."""
+"""``path("payments/api/", include("django_payments_ru.api.urls"))``.
 
-from django.urls import path
+The customer endpoints (:mod:`.customer`), the merchant endpoints
+(:mod:`.merchant`) and the OpenAPI schema (:mod:`.schema`); docs/api.rst."""
 
-from . import views
+from . import customer, merchant, schema
 
 app_name = "django_payments_ru_api"
 
-urlpatterns = [
-    path("invoices/<uuid:ref>/", views.InvoiceView.as_view(), name="invoice"),
-    path(
-        "invoices/<uuid:ref>/checkout/", views.CheckoutView.as_view(), name="checkout"
-    ),
-]
+urlpatterns = [*customer.urlpatterns, *merchant.urlpatterns, *schema.urlpatterns]

@@ -1,0 +1,88 @@
+"""The two audiences' view bases: what every API view shares.
+
+* JSON only, in and out (no browsable API: it needs ``rest_framework`` in
+  ``INSTALLED_APPS`` and would answer a browser with ``TemplateDoesNotExist``).
+* The one error shape (:mod:`~django_payments_ru.api.errors`).
+* The OpenAPI description (drf-spectacular's ``AutoSchema``, set per view so the
+  project's ``REST_FRAMEWORK`` setting is not required to change).
+* Permissions, authentication and throttles read from ``PAYMENTS_RU`` per
+  audience at request time; ``throttle_scope`` (``payments_ru_customer``,
+  ``payments_ru_merchant``) for DRF's ``ScopedRateThrottle``.
+* Never inside the request's transaction (``ATOMIC_REQUESTS``): the services
+  call providers, which they refuse inside a transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import transaction
+from django.utils.decorators import method_decorator
+from django.utils.module_loading import import_string
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from ..conf import payments_settings
+from .errors import exception_handler
+
+
+def _classes(setting: str) -> list[Any]:
+    paths = getattr(payments_settings, setting)
+    if paths is None:
+        return []
+    return [import_string(p) if isinstance(p, str) else p for p in paths]
+
+
+# On dispatch, because as_view() copies dispatch's attributes to the view Django
+# calls.
+_non_atomic = method_decorator(transaction.non_atomic_requests, name="dispatch")
+
+
+@_non_atomic
+class PaymentsAPIView(APIView):
+    """Shared by every endpoint; use one of the two audiences below."""
+
+    #: "customer" or "merchant": which ``PAYMENTS_RU["API_<AUDIENCE>_*"]`` apply.
+    audience: ClassVar[str] = ""
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    schema = AutoSchema()
+
+    def _setting(self, kind: str) -> str:
+        return f"API_{self.audience.upper()}_{kind}_CLASSES"
+
+    def get_permissions(self) -> list[Any]:
+        return [cls() for cls in _classes(self._setting("PERMISSION"))]
+
+    def get_authenticators(self) -> list[Any]:
+        setting = self._setting("AUTHENTICATION")
+        if getattr(payments_settings, setting) is None:
+            return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+        return [cls() for cls in _classes(setting)]
+
+    def get_throttles(self) -> list[Any]:
+        return [cls() for cls in _classes(self._setting("THROTTLE"))]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    @property
+    def throttle_scope(self) -> str:  # type: ignore[override]
+        return f"payments_ru_{self.audience}"
+
+
+class CustomerAPIView(PaymentsAPIView):
+    """An endpoint for the customer's browser, reached with the pay link's token."""
+
+    audience = "customer"
+
+
+class MerchantAPIView(PaymentsAPIView):
+    """An endpoint for the shop's back office: ``required_permissions`` names the
+    Django permissions it needs (:class:`~.permissions.MerchantPermissions`)."""
+
+    audience = "merchant"
+    required_permissions: ClassVar[list[str]] = ["django_payments_ru.view_invoice"]

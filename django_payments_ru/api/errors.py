@@ -1,0 +1,134 @@
+"""One error shape for every answer of the API that is not a success.
+
+Every error is a JSON object::
+
+    {"code": "invalid_amount", "detail": "…", "field": "amount", "fields": {}}
+
+* ``code``: a stable machine-readable code: the library's own
+  (:attr:`PaymentsError.code <django_payments_ru.exceptions.PaymentsError.code>`:
+  ``invalid_amount``, ``invalid_operation``, ``operation_in_flight``,
+  ``provider_unavailable``...) or one of DRF's (``not_found``,
+  ``not_authenticated``, ``permission_denied``, ``throttled``, ``parse_error``,
+  ``method_not_allowed``, ``unsupported_media_type``, ``not_acceptable``);
+  ``invalid_input`` for a request body that does not validate;
+* ``detail``: what happened, in the request's language, for a person;
+* ``field``: the request field the error is about, or ``null``;
+* ``fields``: for ``invalid_input``, every field's messages
+  (``{"amount": ["…"], "receipt.lines[1].price": ["…"]}``), else ``{}``.
+
+HTTP statuses: 400 bad input or an operation the provider does not support,
+401/403 authentication and permissions, 404 unknown, 409 an operation the
+invoice's state refuses (or one already in flight), 429 throttled, 502 the
+provider refused or answered nonsense, 503 the provider cannot be reached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.utils.translation import gettext as _
+from rest_framework import exceptions as drf
+from rest_framework import status
+from rest_framework.response import Response
+
+from ..exceptions import (
+    InvalidInput,
+    InvalidOperation,
+    NotSupported,
+    PaymentsError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+
+
+def error_body(
+    code: str,
+    detail: str,
+    field: str | None = None,
+    fields: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The error object every non-2xx answer carries (module docstring)."""
+    return {"code": code, "detail": detail, "field": field, "fields": fields or {}}
+
+
+def payments_status(exc: PaymentsError) -> int:
+    """The HTTP status of a library error."""
+    if isinstance(exc, InvalidOperation):
+        return status.HTTP_409_CONFLICT
+    if isinstance(exc, InvalidInput | NotSupported):
+        return status.HTTP_400_BAD_REQUEST
+    if isinstance(exc, ProviderUnavailable | ProviderRateLimited):
+        return status.HTTP_503_SERVICE_UNAVAILABLE
+    if isinstance(exc, ProviderError):
+        return status.HTTP_502_BAD_GATEWAY
+    return status.HTTP_400_BAD_REQUEST
+
+
+def payments_error_response(exc: PaymentsError) -> Response:
+    """The answer to a library error raised by a service."""
+    field = exc.details.get("field") if isinstance(exc.details, dict) else None
+    field = field if isinstance(field, str) and field else None
+    return Response(
+        error_body(exc.code, exc.message.strip() or str(exc), field),
+        status=payments_status(exc),
+    )
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested validation errors as ``{"a.b[0].c": ["message", ...]}``."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            path = f"{prefix}.{name}" if prefix and name else (name or prefix)
+            for k, v in _flatten(value, path).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            out[prefix] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                for k, v in _flatten(item, f"{prefix}[{index}]").items():
+                    out.setdefault(k, []).extend(v)
+    else:
+        out[prefix] = [str(detail)]
+    return out
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's ``EXCEPTION_HANDLER`` for the app's views (set on each view, so the
+    project's ``REST_FRAMEWORK`` setting is not touched): every error in the
+    one shape. Anything else is a bug and propagates (Django's 500)."""
+    if isinstance(exc, PaymentsError):
+        return payments_error_response(exc)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    if not isinstance(exc, drf.APIException):
+        return None
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    if isinstance(exc, drf.ValidationError):
+        fields = _flatten(exc.detail)
+        field = next(iter(fields)) if len(fields) == 1 else None
+        first = next(iter(fields.values()), [_("The request is not valid.")])
+        body = error_body(
+            "invalid_input", first[0] if field is not None else _(
+                "The request is not valid."
+            ), field or None, fields
+        )
+        return Response(body, status=exc.status_code, headers=headers)
+    code = exc.default_code if isinstance(exc.default_code, str) else "error"
+    codes = exc.get_codes()
+    if isinstance(codes, str):
+        code = codes
+    return Response(
+        error_body(code, str(exc.detail)), status=exc.status_code, headers=headers
+    )

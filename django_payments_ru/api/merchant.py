@@ -1,0 +1,3 @@
+"""Merchant endpoints (docs/api.rst)."""
+
+urlpatterns: list = []

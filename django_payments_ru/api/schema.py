@@ -1,0 +1,3 @@
+"""The OpenAPI schema (docs/api.rst)."""
+
+urlpatterns: list = []
