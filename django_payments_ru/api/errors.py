@@ -30,7 +30,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from ..exceptions import (
@@ -120,9 +120,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         field = next(iter(fields)) if len(fields) == 1 else None
         first = next(iter(fields.values()), [_("The request is not valid.")])
         body = error_body(
-            "invalid_input", first[0] if field is not None else _(
-                "The request is not valid."
-            ), field or None, fields
+            "invalid_input",
+            first[0] if field is not None else _("The request is not valid."),
+            field or None,
+            fields,
         )
         return Response(body, status=exc.status_code, headers=headers)
     code = exc.default_code if isinstance(exc.default_code, str) else "error"
@@ -132,3 +133,41 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return Response(
         error_body(code, str(exc.detail)), status=exc.status_code, headers=headers
     )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The OpenAPI description of the error object (module docstring)."""
+
+    code = serializers.CharField(help_text="A stable machine-readable code.")
+    detail = serializers.CharField(help_text="What happened, for a person.")
+    field = serializers.CharField(
+        allow_null=True, help_text="The request field the error is about."
+    )
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="For invalid_input: every field's messages.",
+    )
+
+
+#: What each error status means, for the schema's descriptions.
+ERROR_MEANINGS: dict[int, str] = {
+    400: "The request is not valid, or the provider does not support it.",
+    401: "Not authenticated.",
+    403: "Not allowed.",
+    404: "No such invoice.",
+    409: "The invoice's state does not allow it, or an operation is in flight.",
+    429: "Throttled: retry after Retry-After seconds.",
+    502: "The provider refused the request or answered nonsense.",
+    503: "The provider cannot be reached: retry later.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """``responses=`` entries of ``extend_schema`` for these error statuses, each
+    the :class:`ErrorSerializer` with its meaning."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code])
+        for code in statuses
+    }
