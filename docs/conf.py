@@ -1,9 +1,12 @@
 """Sphinx configuration of the django-payments-ru documentation.
 
 Build with ``make docs`` (``sphinx-build -W --keep-going -b html docs
-docs/_build/html``). The API reference uses autodoc, so Django is set up here
-with the test suite's settings; nothing beyond the package and its ``[docs]``
-extra is needed.
+docs/_build/html``); Read the Docs builds it from ``.readthedocs.yaml`` with the
+package installed with its ``[docs]`` extra, and nothing else. The API
+reference uses autodoc, which imports the models, so Django is set up here
+with the few settings importing them needs (not the test suite's, which need
+the test extras and the example shop); ``DJANGO_SETTINGS_MODULE``, when set,
+wins.
 """
 
 from __future__ import annotations
@@ -12,17 +15,29 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+# The package of this checkout, before any installed copy of it.
 sys.path.insert(0, str(ROOT))
-# tests.settings installs the example shop's app "shop" (as pytest's pythonpath
-# does in pyproject.toml).
-sys.path.insert(1, str(ROOT / "example_project"))
 # The local extensions (the providers' feature matrix).
-sys.path.insert(2, str(Path(__file__).resolve().parent / "_ext"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+sys.path.insert(1, str(DOCS / "_ext"))
 
 import django  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+if not os.environ.get("DJANGO_SETTINGS_MODULE") and not settings.configured:
+    settings.configure(
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django_payments_ru",
+            "django_payments_ru.emulator",
+        ],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3"}},
+        SECRET_KEY="docs-build-only",
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    )
 django.setup()
 
 from django_payments_ru import __version__  # noqa: E402
