@@ -24,10 +24,12 @@ provider refused or answered nonsense, 503 the provider cannot be reached.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf
 from rest_framework import serializers, status
@@ -54,6 +56,25 @@ def error_body(
     return {"code": code, "detail": detail, "field": field, "fields": fields or {}}
 
 
+def error_response(
+    status_code: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A response carrying the error object."""
+    return Response(
+        error_body(code, detail, field), status=status_code, headers=dict(headers or {})
+    )
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """The API's 404 for a URL none of its patterns matches."""
+    return JsonResponse(error_body("not_found", _("No such API endpoint.")), status=404)
+
+
 def payments_status(exc: PaymentsError) -> int:
     """The HTTP status of a library error."""
     if isinstance(exc, InvalidOperation):
@@ -71,9 +92,17 @@ def payments_error_response(exc: PaymentsError) -> Response:
     """The answer to a library error raised by a service."""
     field = exc.details.get("field") if isinstance(exc.details, dict) else None
     field = field if isinstance(field, str) and field else None
+    if field is None and isinstance(exc, InvalidInput) and exc.field:
+        field = exc.field
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and 0 <= retry_after < math.inf:
+        headers["Retry-After"] = str(math.ceil(retry_after))
     return Response(
-        error_body(exc.code, exc.message.strip() or str(exc), field),
+        # The class's code: a provider error's ``code`` is the provider's own.
+        error_body(exc.default_code, exc.message.strip() or str(exc), field),
         status=payments_status(exc),
+        headers=headers,
     )
 
 
@@ -162,12 +191,53 @@ ERROR_MEANINGS: dict[int, str] = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int, Any]:
+#: The codes each error status carries (the library's and DRF's), for the
+#: schema's descriptions; an endpoint may name fewer.
+ERROR_CODES: dict[int, tuple[str, ...]] = {
+    400: ("invalid_input", "invalid_amount", "invalid_currency", "not_supported"),
+    401: ("not_authenticated", "authentication_failed"),
+    403: ("permission_denied",),
+    404: ("not_found",),
+    409: ("invalid_operation", "operation_in_flight"),
+    429: ("throttled",),
+    502: ("provider_error", "api_error", "authentication_failed", "bad_response"),
+    503: ("provider_unavailable", "rate_limited"),
+}
+
+#: The statuses that may carry ``Retry-After`` (seconds).
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+def error_responses(
+    *statuses: int, codes: Mapping[int, Sequence[str]] | None = None
+) -> dict[int, Any]:
     """``responses=`` entries of ``extend_schema`` for these error statuses, each
-    the :class:`ErrorSerializer` with its meaning."""
+    the :class:`ErrorSerializer` with its meaning and its possible ``code``
+    values (:data:`ERROR_CODES`, or ``codes[status]`` when given)."""
     from drf_spectacular.utils import OpenApiResponse
 
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code])
-        for code in statuses
-    }
+    named = dict(codes or {})
+    out: dict[int, Any] = {}
+    for status_code in statuses:
+        listed = named.get(status_code, ERROR_CODES.get(status_code, ()))
+        description = ERROR_MEANINGS[status_code]
+        if listed:
+            description += " Codes: " + ", ".join(f"``{c}``" for c in listed) + "."
+        if status_code in RETRY_AFTER_STATUSES:
+            description += " ``Retry-After`` says when to try again, when known."
+        out[status_code] = OpenApiResponse(ErrorSerializer, description=description)
+    return out
+
+
+def retry_after_header(*statuses: int) -> Any:
+    """The ``Retry-After`` response header of ``statuses`` (default: 429 and
+    503), for ``extend_schema(parameters=[...])``."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    return OpenApiParameter(
+        "Retry-After",
+        int,
+        OpenApiParameter.HEADER,
+        description="Seconds to wait before trying again.",
+        response=list(statuses or RETRY_AFTER_STATUSES),
+    )
