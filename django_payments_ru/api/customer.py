@@ -20,7 +20,7 @@ import math
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import path
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.request import Request
@@ -65,7 +65,7 @@ TOKEN = OpenApiParameter(
     OpenApiParameter.PATH,
     description=(
         "The invoice's pay link token (the last part of its pay link "
-        "``/payments/pay/<token>/``): its reference signed with the shop's key. "
+        "`/payments/pay/<token>/`): its reference signed with the shop's key. "
         "A bare reference is not a token."
     ),
     pattern=TOKEN_PATTERN,
@@ -99,7 +99,10 @@ class PayStateView(CustomerAPIView):
             "the customer's e-mail or phone, the metadata or the provider's ids."
         ),
         parameters=[TOKEN, retry_after_header(429)],
-        responses={200: PayStateSerializer, **error_responses(404, 429)},
+        responses={
+            200: OpenApiResponse(PayStateSerializer, description="The state."),
+            **error_responses(404, 429),
+        },
     )
     def get(self, request: Request, token: str) -> Response:
         invoice = invoice_for_token(token)
@@ -116,14 +119,16 @@ class PayCheckoutView(CustomerAPIView):
             "Registers the payment with the provider when its API does that (once: "
             "a second call, a double click or another tab gets the same checkout "
             "while it is valid) and answers how the browser reaches the provider: "
-            "a redirect to ``url`` (``GET``, with a QR code where the provider "
-            "gives one) or a form of ``fields`` to post to ``url`` (``POST``). "
+            "a redirect to `url` (`GET`, with a QR code where the provider "
+            "gives one) or a form of `fields` to post to `url` (`POST`). "
             "No request body."
         ),
         request=None,
         parameters=[TOKEN, retry_after_header()],
         responses={
-            200: CheckoutSerializer,
+            200: OpenApiResponse(
+                CheckoutSerializer, description="How the browser reaches the provider."
+            ),
             **error_responses(
                 400,
                 404,

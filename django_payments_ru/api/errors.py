@@ -165,7 +165,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class ErrorSerializer(serializers.Serializer):
-    """The OpenAPI description of the error object (module docstring)."""
+    """The error object of every answer that is not a success."""
 
     code = serializers.CharField(help_text="A stable machine-readable code.")
     detail = serializers.CharField(help_text="What happened, for a person.")
@@ -185,9 +185,10 @@ ERROR_MEANINGS: dict[int, str] = {
     403: "Not allowed.",
     404: "No such invoice.",
     409: "The invoice's state does not allow it, or an operation is in flight.",
-    429: "Throttled: retry after Retry-After seconds.",
+    429: "Throttled: retry after `Retry-After` seconds.",
     502: "The provider refused the request or answered nonsense.",
-    503: "The provider cannot be reached: retry later.",
+    503: "The provider cannot be reached or asks to slow down: retry later "
+    "(after `Retry-After` seconds when given).",
 }
 
 
@@ -222,9 +223,7 @@ def error_responses(
         listed = named.get(status_code, ERROR_CODES.get(status_code, ()))
         description = ERROR_MEANINGS[status_code]
         if listed:
-            description += " Codes: " + ", ".join(f"``{c}``" for c in listed) + "."
-        if status_code in RETRY_AFTER_STATUSES:
-            description += " ``Retry-After`` says when to try again, when known."
+            description += " Codes: " + ", ".join(f"`{c}`" for c in listed) + "."
         out[status_code] = OpenApiResponse(ErrorSerializer, description=description)
     return out
 

@@ -46,7 +46,7 @@ from drf_spectacular.settings import (
     patched_settings,
 )
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
@@ -184,6 +184,7 @@ def spectacular_settings(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
             "SCHEMA_PATH_PREFIX": "^" + prefix.rstrip("/"),
             "ENUM_NAME_OVERRIDES": {
                 "InvoiceStatusEnum": "django_payments_ru.status.InvoiceStatus",
+                "CheckoutMethodEnum": [("GET", "GET"), ("POST", "POST")],
             },
             "POSTPROCESSING_HOOKS": [
                 "drf_spectacular.hooks.postprocess_schema_enums",
@@ -284,7 +285,9 @@ class JSONUnlessAsked(DefaultContentNegotiation):
         try:
             return super().select_renderer(request, renderers, format_suffix)
         except (NotAcceptable, Http404):
-            return renderers[0], renderers[0].media_type
+            asked = format_suffix or request.query_params.get("format")
+            chosen = next((r for r in renderers if r.format == asked), renderers[0])
+            return chosen, chosen.media_type
 
 
 @non_atomic
@@ -312,10 +315,19 @@ class SchemaView(APIView):
         summary="This OpenAPI schema",
         description=(
             "The schema of this API, with its paths where it is mounted. JSON by "
-            "default; YAML with ``Accept: application/yaml`` or "
-            "``application/vnd.oai.openapi``."
+            "default; YAML with `Accept: application/yaml` (or "
+            "`application/vnd.oai.openapi`, or `?format=yaml`)."
         ),
         tags=["schema"],
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                OpenApiParameter.QUERY,
+                enum=["json", "yaml"],
+                description="`json` or `yaml`, whatever `Accept` says.",
+            )
+        ],
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The schema.")
         },
