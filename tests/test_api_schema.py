@@ -208,6 +208,9 @@ def test_the_schema_is_served_as_json_by_default(client, canonical):
     assert json.loads(response.content) == json.loads(json.dumps(canonical))
     strict = client.get("/payments/api/schema/", HTTP_ACCEPT="text/html")
     assert strict.status_code == 200 and json.loads(strict.content)
+    # An unknown format is ignored, as the schema says.
+    other = client.get("/payments/api/schema/?format=nonsense")
+    assert other.status_code == 200 and json.loads(other.content)
 
 
 @pytest.mark.django_db

@@ -324,8 +324,10 @@ class SchemaView(APIView):
                 "format",
                 str,
                 OpenApiParameter.QUERY,
-                enum=["json", "yaml"],
-                description="`json` or `yaml`, whatever `Accept` says.",
+                description=(
+                    "`json` or `yaml`, whatever `Accept` says; another value is "
+                    "ignored (`Accept` chooses, JSON by default)."
+                ),
             )
         ],
         responses={
