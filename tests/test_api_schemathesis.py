@@ -4,8 +4,9 @@ check (no 5xx, each answer's status, content type, headers and body as the
 schema says, invalid input refused, authentication not ignored...), then
 stateful sequences along the schema's links.
 
-The data is real: invoices of the sandbox, Life-Pay's A1Lite form and Love&Pay's
-SBP QR in every status, whose pay link tokens and references are mixed into the
+The data is real: invoices of every provider (the sandbox in every status,
+Life-Pay's A1Lite form, Love&Pay's SBP QR code, the redirects of Life-Pay ECOM,
+PayConnect and QuantaPay), whose pay link tokens and references are mixed into the
 generated path parameters (by name ``token``, by ``format: uuid``); the
 providers reach their emulators on the live server, so a 5xx is never
 legitimate. The merchant endpoints are called as a superuser (HTTP Basic).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -34,9 +36,14 @@ from django_payments_ru.api.schema import generate_schema
 from django_payments_ru.events import EventType
 from django_payments_ru.models import Invoice
 from django_payments_ru.paylinks import make_token
+from django_payments_ru.providers.payconnect.emulator import (
+    emulator as payconnect_emulator,
+)
 from tests.helpers import event, make_invoice
 from tests.providers.lifepay.conftest import emulator_services, provider_options
 from tests.providers.loveandpay import cases as loveandpay
+from tests.providers.payconnect import cases as payconnect
+from tests.providers.quantapay import cases as quantapay
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -123,26 +130,52 @@ def real_data(live_payments: Any, settings: Any) -> Iterator[str]:
     """Providers reaching their emulators on the live server, a superuser,
     and invoices in every status; yields the live server's URL."""
     live = live_payments.url
+    # Keep-alive calls to the emulators would wait for delayed ACKs (40 ms).
+    live_payments.thread.httpd.socket.setsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+    )
     config = copy.deepcopy(settings.PAYMENTS_RU)
-    config["PROVIDERS"]["lifepay"] = provider_options(live)["lifepay"]
-    config["PROVIDERS"][loveandpay.ALIAS] = loveandpay.provider_config(
-        api_url=f"{live}/emulator/loveandpay/api/v2"
+    lifepay = provider_options(live)
+    config["PROVIDERS"].update(
+        {
+            "lifepay": lifepay["lifepay"],
+            "lifepay_ecom": lifepay["lifepay_ecom"],
+            loveandpay.ALIAS: loveandpay.provider_config(
+                api_url=f"{live}/emulator/loveandpay/api/v2"
+            ),
+            payconnect.ALIAS: payconnect.provider_config(
+                api_url=f"{live}/emulator/payconnect/v1/"
+            ),
+            quantapay.ALIAS: quantapay.provider_config(
+                api_url=f"{live}{quantapay.API_PATH}"
+            ),
+        }
     )
     settings.PAYMENTS_RU = config
     emulated = copy.deepcopy(settings.PAYMENTS_RU_EMULATOR)
     emulated["lifepay"] = {"services": emulator_services(live)}
     emulated[loveandpay.ALIAS] = loveandpay.emulator_config()
+    emulated[payconnect.ALIAS] = {"secret_keys": [payconnect.SECRET]}
+    emulated[quantapay.ALIAS] = quantapay.emulator_config()
     settings.PAYMENTS_RU_EMULATOR = emulated
     settings.CACHES = loveandpay.fresh_caches()
+    payconnect_emulator.reset()
     get_user_model().objects.create_superuser(USERNAME, "st@example.com", PASSWORD)
+
+    def other(alias: str, amount: str = "340.00") -> Invoice:
+        return services.create_invoice(
+            provider=alias,
+            amount=amount,
+            order_id=f"st-{alias}",
+            customer_email="buyer@example.com",
+        )
 
     invoices = [
         make_invoice("1500.00", description="Tea", customer_email="a@example.com"),
         make_invoice("99.90", receipt=[_line("99.90")]),
-        services.create_invoice(provider="lifepay", amount="340.00", order_id="st-1"),
-        services.create_invoice(
-            provider=loveandpay.ALIAS, amount="500.00", order_id="st-2"
-        ),
+        # A form to post (A1Lite), an SBP QR code (Love&Pay), redirects.
+        *(other(alias) for alias in ("lifepay", "lifepay_ecom", loveandpay.ALIAS)),
+        *(other(alias) for alias in (payconnect.ALIAS, quantapay.ALIAS)),
     ]
     started = make_invoice("250.00")
     services.start_payment(started)
