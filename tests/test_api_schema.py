@@ -22,6 +22,7 @@ from drf_spectacular.settings import spectacular_settings
 
 from django_payments_ru import __version__
 from django_payments_ru.api import schema as api_schema
+from django_payments_ru.api.errors import ERROR_CODES
 from django_payments_ru.api.schema import (
     REGENERATE,
     SCHEMA_FILE,
@@ -30,6 +31,7 @@ from django_payments_ru.api.schema import (
     render_yaml,
     schema_warnings,
 )
+from tests.contracts.docs import list_table, plain, read
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -306,3 +308,12 @@ def test_the_projects_spectacular_settings_change_nothing(
 def test_no_spectacular_settings_are_needed(canonical, project_spectacular):
     project_spectacular({})
     assert canonical_schema() == canonical
+
+
+def test_the_docs_list_every_error_code():
+    rows = list_table(read("api.rst"), ".. _api-error-codes:")
+    documented = {
+        int(plain(row[0])): tuple(plain(c) for c in row[1].split(","))
+        for row in rows[1:]
+    }
+    assert documented == ERROR_CODES

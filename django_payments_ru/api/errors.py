@@ -17,7 +17,7 @@ Every error is a JSON object::
   (``{"amount": ["…"], "receipt.lines[1].price": ["…"]}``), else ``{}``.
 
 HTTP statuses: 400 bad input or an operation the provider does not support,
-401/403 authentication and permissions, 404 unknown, 409 an operation the
+401/403 authentication and permissions, 404 unknown, 405 another method, 409 an operation the
 invoice's state refuses (or one already in flight), 429 throttled, 502 the
 provider refused or answered nonsense, 503 the provider cannot be reached.
 """
@@ -184,6 +184,7 @@ ERROR_MEANINGS: dict[int, str] = {
     401: "Not authenticated.",
     403: "Not allowed.",
     404: "No such invoice.",
+    405: "Another method than the endpoint's (`Allow` names them).",
     409: "The invoice's state does not allow it, or an operation is in flight.",
     429: "Throttled: retry after `Retry-After` seconds.",
     502: "The provider refused the request or answered nonsense.",
@@ -199,6 +200,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     401: ("not_authenticated", "authentication_failed"),
     403: ("permission_denied",),
     404: ("not_found",),
+    405: ("method_not_allowed",),
     409: ("invalid_operation", "operation_in_flight"),
     429: ("throttled",),
     502: ("provider_error", "api_error", "authentication_failed", "bad_response"),
