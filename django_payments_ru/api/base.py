@@ -107,7 +107,9 @@ class PaymentsAPIView(APIView):
     def get_authenticators(self) -> list[Any]:
         setting = self._setting("AUTHENTICATION")
         if getattr(payments_settings, setting) is None:
-            return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+            # Imported classes at run time (the stubs say strings).
+            defaults: list[Any] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+            return [cls() for cls in defaults]
         return [cls() for cls in _classes(setting)]
 
     def get_throttles(self) -> list[Any]:

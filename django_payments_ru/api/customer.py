@@ -210,6 +210,7 @@ class PayCheckoutView(CustomerAPIView):
         """502 (refused, nonsense) or 503 (unreachable, rate limited): the code
         says which; the provider's own words stay in the log."""
         headers: dict[str, str] = {}
+        code: int
         if isinstance(exc, ProviderRateLimited | ProviderUnavailable):
             code = status.HTTP_503_SERVICE_UNAVAILABLE
             wait = getattr(exc, "retry_after", None)

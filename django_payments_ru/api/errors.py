@@ -17,9 +17,10 @@ Every error is a JSON object::
   (``{"amount": ["…"], "receipt.lines[1].price": ["…"]}``), else ``{}``.
 
 HTTP statuses: 400 bad input or an operation the provider does not support,
-401/403 authentication and permissions, 404 unknown, 405 another method, 409 an operation the
-invoice's state refuses (or one already in flight), 429 throttled, 502 the
-provider refused or answered nonsense, 503 the provider cannot be reached.
+401/403 authentication and permissions, 404 unknown, 405 another method, 409
+an operation the invoice's state refuses (or one already in flight), 429
+throttled, 502 the provider refused or answered nonsense, 503 the provider
+cannot be reached (docs/api.rst lists the codes).
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ class ErrorSerializer(serializers.Serializer):
     field = serializers.CharField(
         allow_null=True, help_text="The request field the error is about."
     )
-    fields = serializers.DictField(
+    # Declared fields leave the class (DRF's metaclass): this one does not
+    # shadow Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="For invalid_input: every field's messages.",
     )

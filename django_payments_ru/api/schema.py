@@ -201,9 +201,9 @@ _LOCK = threading.Lock()
 def _clear_enum_cache() -> None:
     # drf-spectacular caches ENUM_NAME_OVERRIDES (keyed by language only).
     for name in ("_load_enum_name_overrides", "load_enum_name_overrides"):
-        cached = getattr(plumbing, name, None)
-        if hasattr(cached, "cache_clear"):
-            cached.cache_clear()
+        clear = getattr(getattr(plumbing, name, None), "cache_clear", None)
+        if clear is not None:
+            clear()
 
 
 @contextmanager

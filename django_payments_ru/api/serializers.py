@@ -168,7 +168,9 @@ class CheckoutSerializer(serializers.Serializer):
         ),
     )
     url = serializers.CharField(help_text="The provider's page (http or https).")
-    fields = serializers.DictField(
+    # Declared fields leave the class (DRF's metaclass): this one does not
+    # shadow Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.CharField(allow_blank=True),
         help_text=(
             "For POST: the form's fields, to post exactly as given (they are "
