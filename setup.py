@@ -45,6 +45,8 @@ setup(
             "pytest-timeout>=2.3",
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
+            # tests/test_api_schemathesis.py: the API against its schema.
+            "schemathesis>=4.0",
             "pytest-benchmark>=4.0",
             # tests/test_faults.py: webhooks under load through a real server.
             "gunicorn>=23.0",

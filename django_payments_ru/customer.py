@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
 from .conf import payments_settings
@@ -15,8 +16,9 @@ from .events import EventType
 from .exceptions import ConfigurationError, InvalidInput
 from .formatting import format_money
 from .models import Invoice
-from .status import InvoiceStatus
-from .validation import check_return_url
+from .providers.base import Checkout
+from .status import PAID_STATES, PAYABLE, InvoiceStatus
+from .validation import check_return_url, safe_image_url, safe_redirect_url
 
 logger = logging.getLogger("django_payments_ru")
 
@@ -102,3 +104,45 @@ def page_context(invoice: Invoice) -> dict[str, Any]:
         "back_url": back_url(invoice),
         "amount_display": format_money(invoice.amount, invoice.currency),
     }
+
+
+def provider_name(invoice: Invoice) -> str:
+    """The provider's name for people (its ``display_name``), or the alias when
+    the provider is no longer configured."""
+    try:
+        return str(invoice.get_provider().display_name or invoice.provider)
+    except ImproperlyConfigured:
+        return invoice.provider
+
+
+def order_paid_elsewhere(invoice: Invoice) -> bool:
+    """Whether another invoice of ``invoice``'s order is paid already (the
+    services then refuse to start this one)."""
+    return invoice.siblings().filter(status__in=PAID_STATES).exists()
+
+
+def can_pay(invoice: Invoice) -> bool:
+    """Whether the customer can pay ``invoice`` now: its status takes a
+    payment and its order was not paid through another invoice."""
+    return invoice.status in PAYABLE and not order_paid_elsewhere(invoice)
+
+
+def paid_elsewhere_message() -> str:
+    return _("This order has already been paid.")
+
+
+def checkout_qr(invoice: Invoice | None, checkout: Checkout) -> dict[str, str] | None:
+    """The checkout's QR code (``{"image": ..., "payload": ...}``) when both
+    halves are safe to show to the customer, else ``None``."""
+    if checkout.method != "GET" or not checkout.qr_image:
+        return None
+    payload = checkout.qr_payload
+    if not safe_image_url(checkout.qr_image) or (
+        payload and not safe_redirect_url(payload)
+    ):
+        logger.warning(
+            "Invoice %s: the provider's QR code is not a safe image or link; not shown",
+            invoice.uuid if invoice is not None else "-",
+        )
+        return None
+    return {"image": checkout.qr_image, "payload": payload}

@@ -27,11 +27,11 @@ from .exceptions import (
 )
 from .models import Invoice, WebhookEvent
 from .paylinks import read_token
-from .providers.base import BaseProvider, Capability, Checkout
+from .providers.base import BaseProvider, Capability
 from .providers.payload import webhook_parsing, webhook_verifying
 from .registry import get_provider
 from .status import PAYABLE
-from .validation import check_return_url, safe_image_url, safe_redirect_url
+from .validation import check_return_url, safe_redirect_url
 
 logger = logging.getLogger("django_payments_ru.webhooks")
 
@@ -206,36 +206,13 @@ def return_view(request: HttpRequest, ref: str | uuid.UUID) -> HttpResponse:
     )
 
 
-def _provider_name(invoice: Invoice) -> str:
-    try:
-        return invoice.get_provider().display_name or invoice.provider
-    except ImproperlyConfigured:
-        return invoice.provider
-
-
-def _qr(invoice: Invoice, checkout: Checkout) -> dict[str, str] | None:
-    """The checkout's QR code when both halves are safe to show."""
-    if not checkout.qr_image:
-        return None
-    payload = checkout.qr_payload
-    if not safe_image_url(checkout.qr_image) or (
-        payload and not safe_redirect_url(payload)
-    ):
-        logger.warning(
-            "Invoice %s: the provider's QR code is not a safe image or link; not shown",
-            invoice.uuid,
-        )
-        return None
-    return {"image": checkout.qr_image, "payload": payload}
-
-
 def _pay_page(
     request: HttpRequest, invoice: Invoice, status: int = 200, **values: object
 ) -> HttpResponse:
     context = {
         **customer.page_context(invoice),
         "state": "status",
-        "provider_name": _provider_name(invoice),
+        "provider_name": customer.provider_name(invoice),
         **values,
     }
     return render(request, "django_payments_ru/pay.html", context, status=status)
@@ -280,9 +257,7 @@ def pay_view(request: HttpRequest, token: str) -> HttpResponse:
         logger.info("Pay link of invoice %s: %s", invoice.uuid, exc)
         if invoice.status in PAYABLE:
             return _pay_page(
-                request,
-                invoice,
-                status_message=_("This order has already been paid."),
+                request, invoice, status_message=customer.paid_elsewhere_message()
             )
         return _pay_page(request, invoice)
     except (PaymentsError, ImproperlyConfigured) as exc:
@@ -297,10 +272,10 @@ def pay_view(request: HttpRequest, token: str) -> HttpResponse:
         # A provider bug must not become an error page for the customer.
         logger.exception("Cannot start the payment of invoice %s", invoice.uuid)
         return _pay_page(request, invoice, status=503, state="error")
-    qr = _qr(invoice, checkout) if checkout.method == "GET" else None
+    qr = customer.checkout_qr(invoice, checkout)
     if checkout.method == "GET" and qr is None:
         return HttpResponseRedirect(checkout.url)
-    name = _provider_name(invoice)
+    name = customer.provider_name(invoice)
     return _pay_page(
         request,
         invoice,

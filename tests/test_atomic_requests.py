@@ -21,9 +21,11 @@ from django.db import connection, connections, transaction
 from shop.models import Order, Product
 
 from django_payments_ru import services
-from django_payments_ru.api import views as api_views
+from django_payments_ru.api import customer as api_customer
+from django_payments_ru.api import schema as api_schema
 from django_payments_ru.exceptions import ProviderUnavailable
 from django_payments_ru.models import Invoice
+from django_payments_ru.paylinks import make_token
 from django_payments_ru.providers.http import HttpClient
 from django_payments_ru.providers.sandbox import Provider as Sandbox
 from django_payments_ru.status import InvoiceStatus
@@ -95,8 +97,9 @@ def test_the_app_views_opt_out_of_atomic_requests(calls: list[Call]) -> None:
         webhook,
         return_view,
         pay_view,
-        api_views.CheckoutView.as_view(),
-        api_views.InvoiceView.as_view(),
+        api_customer.PayCheckoutView.as_view(),
+        api_customer.PayStateView.as_view(),
+        api_schema.SchemaView.as_view(),
     ):
         assert handler.make_view_atomic(view) is view, view
 
@@ -123,7 +126,7 @@ def test_no_provider_call_inside_a_transaction(
     )
 
     # The API checkout starts the payment at the provider.
-    response = client.post(f"/payments/api/invoices/{invoice.uuid}/checkout/")
+    response = client.post(f"/payments/api/pay/{make_token(invoice)}/checkout/")
     assert response.status_code == 200, response.content
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PENDING

@@ -1,12 +1,14 @@
-"""A JSON API for single-page and mobile checkouts (Django REST framework).
+"""A JSON API for single-page and mobile checkouts and the shop's back office
+(Django REST framework; docs/api.rst).
 
 ``path("payments/api/", include("django_payments_ru.api.urls"))``:
 
-* ``GET  invoices/<uuid>/`` -> the invoice's public state;
-* ``POST invoices/<uuid>/checkout/`` -> the
-  :class:`~django_payments_ru.providers.base.Checkout` (registering the payment
-  with the provider when needed).
+* customer endpoints (:mod:`.customer`), reached with the invoice's pay link
+  token: ``GET pay/<token>/`` (its public state) and
+  ``POST pay/<token>/checkout/`` (the
+  :class:`~django_payments_ru.providers.base.Checkout`);
+* merchant endpoints (:mod:`.merchant`), for authenticated staff;
+* ``GET schema/``: the OpenAPI 3 schema (:mod:`.schema`).
 
-The invoice's UUID is the capability: it is unguessable and only the shop hands it
-to its customer. Nothing here changes money or status except through the services.
+Nothing here changes money or status except through the services.
 """

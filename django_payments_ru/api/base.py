@@ -1,10 +1,13 @@
 """The two audiences' view bases: what every API view shares.
 
-* JSON only, in and out (no browsable API: it needs ``rest_framework`` in
-  ``INSTALLED_APPS`` and would answer a browser with ``TemplateDoesNotExist``).
+* JSON only, in and out, whatever the request's ``Accept`` says (no browsable
+  API: it needs ``rest_framework`` in ``INSTALLED_APPS`` and would answer a
+  browser with ``TemplateDoesNotExist``; no 406 either: a browser's
+  ``Accept: text/html,...`` gets the JSON).
 * The one error shape (:mod:`~django_payments_ru.api.errors`).
 * The OpenAPI description (drf-spectacular's ``AutoSchema``, set per view so the
-  project's ``REST_FRAMEWORK`` setting is not required to change).
+  project's ``REST_FRAMEWORK`` setting is not required to change), tagged with
+  the audience (``customer``, ``merchant``).
 * Permissions, authentication and throttles read from ``PAYMENTS_RU`` per
   audience at request time; ``throttle_scope`` (``payments_ru_customer``,
   ``payments_ru_merchant``) for DRF's ``ScopedRateThrottle``.
@@ -20,6 +23,8 @@ from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import extend_schema as spectacular_extend_schema
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
@@ -36,12 +41,53 @@ def _classes(setting: str) -> list[Any]:
     return [import_string(p) if isinstance(p, str) else p for p in paths]
 
 
+class JSONOnly(BaseContentNegotiation):
+    """The first renderer (JSON), whatever ``Accept`` asks for: an API that
+    speaks one language answers in it rather than with 406."""
+
+    def select_parser(self, request: Any, parsers: Any) -> Any:
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(
+        self, request: Any, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class PaymentsAutoSchema(AutoSchema):
+    """drf-spectacular's inspector, tagging each operation with its view's
+    audience."""
+
+    def get_tags(self) -> list[str]:
+        audience = getattr(self.view, "audience", "")
+        return [audience] if audience else super().get_tags()
+
+
+def extend_schema(**kwargs: Any) -> Any:
+    """drf-spectacular's ``extend_schema`` for a handler (``get``, ``post``...)
+    of these views: the same arguments, built on :class:`PaymentsAutoSchema`.
+
+    drf-spectacular's own decorator builds a method's schema on the project's
+    ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` (DRF's inspector unless the
+    project uses drf-spectacular), which then fails to generate; this one
+    does not depend on that setting."""
+
+    def decorator(f: Any) -> Any:
+        if callable(f) and not isinstance(f, type):
+            named = dict(getattr(f, "kwargs", None) or {})
+            named.setdefault("schema", PaymentsAutoSchema)
+            f.kwargs = named
+        return spectacular_extend_schema(**kwargs)(f)
+
+    return decorator
+
+
 # On dispatch, because as_view() copies dispatch's attributes to the view Django
 # calls.
-_non_atomic = method_decorator(transaction.non_atomic_requests, name="dispatch")
+non_atomic = method_decorator(transaction.non_atomic_requests, name="dispatch")
 
 
-@_non_atomic
+@non_atomic
 class PaymentsAPIView(APIView):
     """Shared by every endpoint; use one of the two audiences below."""
 
@@ -49,7 +95,8 @@ class PaymentsAPIView(APIView):
     audience: ClassVar[str] = ""
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
-    schema = AutoSchema()
+    content_negotiation_class = JSONOnly
+    schema = PaymentsAutoSchema()
 
     def _setting(self, kind: str) -> str:
         return f"API_{self.audience.upper()}_{kind}_CLASSES"
@@ -60,7 +107,9 @@ class PaymentsAPIView(APIView):
     def get_authenticators(self) -> list[Any]:
         setting = self._setting("AUTHENTICATION")
         if getattr(payments_settings, setting) is None:
-            return [cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+            # Imported classes at run time (the stubs say strings).
+            defaults: list[Any] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+            return [cls() for cls in defaults]
         return [cls() for cls in _classes(setting)]
 
     def get_throttles(self) -> list[Any]:

@@ -17,17 +17,20 @@ Every error is a JSON object::
   (``{"amount": ["…"], "receipt.lines[1].price": ["…"]}``), else ``{}``.
 
 HTTP statuses: 400 bad input or an operation the provider does not support,
-401/403 authentication and permissions, 404 unknown, 409 an operation the
-invoice's state refuses (or one already in flight), 429 throttled, 502 the
-provider refused or answered nonsense, 503 the provider cannot be reached.
+401/403 authentication and permissions, 404 unknown, 405 another method, 409
+an operation the invoice's state refuses (or one already in flight), 429
+throttled, 502 the provider refused or answered nonsense, 503 the provider
+cannot be reached (docs/api.rst lists the codes).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf
 from rest_framework import serializers, status
@@ -54,6 +57,25 @@ def error_body(
     return {"code": code, "detail": detail, "field": field, "fields": fields or {}}
 
 
+def error_response(
+    status_code: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A response carrying the error object."""
+    return Response(
+        error_body(code, detail, field), status=status_code, headers=dict(headers or {})
+    )
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """The API's 404 for a URL none of its patterns matches."""
+    return JsonResponse(error_body("not_found", _("No such API endpoint.")), status=404)
+
+
 def payments_status(exc: PaymentsError) -> int:
     """The HTTP status of a library error."""
     if isinstance(exc, InvalidOperation):
@@ -71,9 +93,17 @@ def payments_error_response(exc: PaymentsError) -> Response:
     """The answer to a library error raised by a service."""
     field = exc.details.get("field") if isinstance(exc.details, dict) else None
     field = field if isinstance(field, str) and field else None
+    if field is None and isinstance(exc, InvalidInput) and exc.field:
+        field = exc.field
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and 0 <= retry_after < math.inf:
+        headers["Retry-After"] = str(math.ceil(retry_after))
     return Response(
-        error_body(exc.code, exc.message.strip() or str(exc), field),
+        # The class's code: a provider error's ``code`` is the provider's own.
+        error_body(exc.default_code, exc.message.strip() or str(exc), field),
         status=payments_status(exc),
+        headers=headers,
     )
 
 
@@ -136,14 +166,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class ErrorSerializer(serializers.Serializer):
-    """The OpenAPI description of the error object (module docstring)."""
+    """The error object of every answer that is not a success."""
 
     code = serializers.CharField(help_text="A stable machine-readable code.")
     detail = serializers.CharField(help_text="What happened, for a person.")
     field = serializers.CharField(
         allow_null=True, help_text="The request field the error is about."
     )
-    fields = serializers.DictField(
+    # Declared fields leave the class (DRF's metaclass): this one does not
+    # shadow Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="For invalid_input: every field's messages.",
     )
@@ -155,19 +187,61 @@ ERROR_MEANINGS: dict[int, str] = {
     401: "Not authenticated.",
     403: "Not allowed.",
     404: "No such invoice.",
+    405: "Another method than the endpoint's (`Allow` names them).",
     409: "The invoice's state does not allow it, or an operation is in flight.",
-    429: "Throttled: retry after Retry-After seconds.",
+    429: "Throttled: retry after `Retry-After` seconds.",
     502: "The provider refused the request or answered nonsense.",
-    503: "The provider cannot be reached: retry later.",
+    503: "The provider cannot be reached or asks to slow down: retry later "
+    "(after `Retry-After` seconds when given).",
 }
 
 
-def error_responses(*statuses: int) -> dict[int, Any]:
+#: The codes each error status carries (the library's and DRF's), for the
+#: schema's descriptions; an endpoint may name fewer.
+ERROR_CODES: dict[int, tuple[str, ...]] = {
+    400: ("invalid_input", "invalid_amount", "invalid_currency", "not_supported"),
+    401: ("not_authenticated", "authentication_failed"),
+    403: ("permission_denied",),
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    409: ("invalid_operation", "operation_in_flight"),
+    429: ("throttled",),
+    502: ("provider_error", "api_error", "authentication_failed", "bad_response"),
+    503: ("provider_unavailable", "rate_limited"),
+}
+
+#: The statuses that may carry ``Retry-After`` (seconds).
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+def error_responses(
+    *statuses: int, codes: Mapping[int, Sequence[str]] | None = None
+) -> dict[int, Any]:
     """``responses=`` entries of ``extend_schema`` for these error statuses, each
-    the :class:`ErrorSerializer` with its meaning."""
+    the :class:`ErrorSerializer` with its meaning and its possible ``code``
+    values (:data:`ERROR_CODES`, or ``codes[status]`` when given)."""
     from drf_spectacular.utils import OpenApiResponse
 
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code])
-        for code in statuses
-    }
+    named = dict(codes or {})
+    out: dict[int, Any] = {}
+    for status_code in statuses:
+        listed = named.get(status_code, ERROR_CODES.get(status_code, ()))
+        description = ERROR_MEANINGS[status_code]
+        if listed:
+            description += " Codes: " + ", ".join(f"`{c}`" for c in listed) + "."
+        out[status_code] = OpenApiResponse(ErrorSerializer, description=description)
+    return out
+
+
+def retry_after_header(*statuses: int) -> Any:
+    """The ``Retry-After`` response header of ``statuses`` (default: 429 and
+    503), for ``extend_schema(parameters=[...])``."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    return OpenApiParameter(
+        "Retry-After",
+        int,
+        OpenApiParameter.HEADER,
+        description="Seconds to wait before trying again.",
+        response=list(statuses or RETRY_AFTER_STATUSES),
+    )

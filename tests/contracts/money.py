@@ -39,6 +39,7 @@ from django_payments_ru.exceptions import (
     ProviderUnavailable,
 )
 from django_payments_ru.models import Operation
+from django_payments_ru.paylinks import make_token
 from django_payments_ru.providers.base import Capability
 from django_payments_ru.status import InvoiceStatus
 from tests.emulator_cases import wait_for
@@ -243,7 +244,7 @@ class StartCases(MoneyCase):
         """Four browsers post to the checkout API at once: four 200s with the
         same checkout, never a 500."""
         invoice = self.create_invoice()
-        url = f"{self.live_url}/payments/api/invoices/{invoice.uuid}/checkout/"
+        url = f"{self.live_url}/payments/api/pay/{make_token(invoice)}/checkout/"
         self.slow_down("start")
 
         outcomes = race([lambda: requests.post(url, timeout=30)] * 4)
