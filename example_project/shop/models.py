@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import django
 from django.core.validators import MinValueValidator
@@ -13,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 from django_payments_ru.models import Invoice
 from django_payments_ru.status import InvoiceStatus
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 #: Statuses in which an invoice can no longer be paid: a retry needs a new one.
 ENDED = frozenset(
@@ -24,14 +28,13 @@ ENDED = frozenset(
 MIN_PRICE = Decimal("0.01")
 
 
-def positive(field: str, name: str, message: str) -> models.CheckConstraint:
+def positive(field: str, name: str, message: _StrOrPromise) -> models.CheckConstraint:
     """``field > 0`` for every row; Django 5.1 renamed ``check=`` to
     ``condition=`` (and 6.0 drops ``check=``), 4.2 knows only ``check=``."""
     keyword = "condition" if django.VERSION >= (5, 1) else "check"
+    condition: dict[str, Any] = {keyword: models.Q(**{f"{field}__gt": 0})}
     return models.CheckConstraint(
-        name=name,
-        violation_error_message=message,
-        **{keyword: models.Q(**{f"{field}__gt": 0})},
+        name=name, violation_error_message=message, **condition
     )
 
 
