@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The package as a user gets it; .ci/run's step "package", or on its own:
 #
-#   bash .ci/package.sh
+#   bash .ci/package.sh [PYTEST ARGS for the sdist's tests]
 #
 #   1. python -m build: the sdist, then the wheel built from the sdist; any
 #      line of the build's output that says "warning" fails
@@ -25,7 +25,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${BIN:-$ROOT/.venv/bin}
 PYTHON=${PYTHON:-python3}
-# The sdist's test run: two processes, like make test.
+# The sdist's test run: two processes, like make test. The script's
+# arguments go to that pytest (e.g. -x, or -k to leave tests out).
 SDIST_WORKERS=${SDIST_WORKERS:-2}
 
 WORK=$(mktemp -d)
@@ -93,7 +94,8 @@ UNPACKED=$WORK/$(basename "$SDIST" .tar.gz)
         -n "$SDIST_WORKERS" -p no:randomly \
         --ignore=tests/browser \
         --ignore=tests/test_celery_wiring.py \
-        --ignore=tests/test_faults.py
+        --ignore=tests/test_faults.py \
+        "$@"
 )
 
 part "the smoke test on Django 4.2, in another fresh virtualenv"
