@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-EXTRAS := test,lint,docs,postgres,redis
+# example: django-environ, which the example shop's settings read (make demo);
+# dist: build and twine for .ci/package.sh.
+EXTRAS := test,lint,docs,postgres,redis,example,dist
 # Touched after a successful install: pip runs again only when setup.py changes.
 STAMP := $(VENV)/.installed-stamp
 # make bench also installs the extra "bench" (gunicorn); make install does not.

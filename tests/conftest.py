@@ -13,15 +13,12 @@ pytest.register_assert_rewrite("tests.contracts")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Ready for Django 6: its deprecations fail the suite on Django 5.x (the
-    # warning class does not exist on 4.2, where there is nothing to check).
-    from django.utils import deprecation
+    # Ready for Django 6: its deprecations fail every test on Django 5.2 (the
+    # settings install the same filters for Django's set-up: tests/deprecations.py).
+    from tests import deprecations
 
-    for name in ("RemovedInDjango60Warning", "RemovedInDjango61Warning"):
-        if hasattr(deprecation, name):
-            config.addinivalue_line(
-                "filterwarnings", f"error::django.utils.deprecation.{name}"
-            )
+    for line in deprecations.ini_lines():
+        config.addinivalue_line("filterwarnings", line)
 
 
 #: The host the test settings point the providers at (Django's test client).

@@ -13,6 +13,12 @@ import tempfile
 import django
 import environ
 
+from tests import deprecations
+
+# Django 6.0's and 6.1's deprecations are errors from here on, while Django
+# imports the apps and their models (tests/deprecations.py).
+deprecations.fail_on_them()
+
 env = environ.Env()
 
 SECRET_KEY = "tests-only-not-secret"

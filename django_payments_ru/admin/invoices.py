@@ -220,7 +220,8 @@ class InvoiceAdmin(InvoicePages):
     # At a million rows: no full count, no date hierarchy (a DISTINCT over
     # every row), no facet counts; the count is estimated (admin/scale.py).
     show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
+    if hasattr(admin, "ShowFacets"):  # Django 5.0+; 4.2 counts no facets
+        show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     list_per_page = 50
     # The functions are added by @with_operation_actions, from the table.

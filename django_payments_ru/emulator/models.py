@@ -79,12 +79,14 @@ class EmulatedPayment(models.Model):
             f"{self.slug} {self.external_id}: {amount} {self.currency} ({self.status})"
         )
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
+    def save(self, **kwargs: Any) -> None:
+        # Keywords only: Django 5.1 deprecates save()'s positional arguments
+        # (gone in 6.0), and a positional update_fields would skip updated_at.
         self.updated_at = clock.now()
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "updated_at" not in update_fields:
             kwargs["update_fields"] = [*update_fields, "updated_at"]
-        super().save(*args, **kwargs)
+        super().save(**kwargs)
 
     @property
     def refundable_amount(self) -> Decimal:

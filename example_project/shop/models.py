@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
+import django
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
@@ -12,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 from django_payments_ru.models import Invoice
 from django_payments_ru.status import InvoiceStatus
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 #: Statuses in which an invoice can no longer be paid: a retry needs a new one.
 ENDED = frozenset(
@@ -21,6 +26,16 @@ ENDED = frozenset(
 
 #: The smallest price and order amount: nothing is sold for free or less.
 MIN_PRICE = Decimal("0.01")
+
+
+def positive(field: str, name: str, message: _StrOrPromise) -> models.CheckConstraint:
+    """``field > 0`` for every row; Django 5.1 renamed ``check=`` to
+    ``condition=`` (and 6.0 drops ``check=``), 4.2 knows only ``check=``."""
+    keyword = "condition" if django.VERSION >= (5, 1) else "check"
+    condition: dict[str, Any] = {keyword: models.Q(**{f"{field}__gt": 0})}
+    return models.CheckConstraint(
+        name=name, violation_error_message=message, **condition
+    )
 
 
 class Product(models.Model):
@@ -42,10 +57,10 @@ class Product(models.Model):
         constraints = [
             # Also for rows written without full_clean() (fixtures, the shell,
             # update()): a payment provider refuses a zero or negative amount.
-            models.CheckConstraint(
-                condition=models.Q(price__gt=0),
-                name="shop_product_price_positive",
-                violation_error_message=_("A product's price must be positive."),
+            positive(
+                "price",
+                "shop_product_price_positive",
+                _("A product's price must be positive."),
             )
         ]
 
@@ -88,10 +103,10 @@ class Order(models.Model):
         verbose_name_plural = _("orders")
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(amount__gt=0),
-                name="shop_order_amount_positive",
-                violation_error_message=_("An order's amount must be positive."),
+            positive(
+                "amount",
+                "shop_order_amount_positive",
+                _("An order's amount must be positive."),
             )
         ]
 

@@ -2,8 +2,12 @@
 
 from decimal import Decimal
 
+import django
 import django.core.validators
 from django.db import migrations, models
+
+# Django 5.1 renamed CheckConstraint(check=) to condition=; 4.2 knows only check=.
+CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
 
 
 class Migration(migrations.Migration):
@@ -35,7 +39,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="order",
             constraint=models.CheckConstraint(
-                condition=models.Q(("amount__gt", 0)),
+                **{CONDITION: models.Q(("amount__gt", 0))},
                 name="shop_order_amount_positive",
                 violation_error_message="An order's amount must be positive.",
             ),
@@ -43,7 +47,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="product",
             constraint=models.CheckConstraint(
-                condition=models.Q(("price__gt", 0)),
+                **{CONDITION: models.Q(("price__gt", 0))},
                 name="shop_product_price_positive",
                 violation_error_message="A product's price must be positive.",
             ),
