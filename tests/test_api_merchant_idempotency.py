@@ -46,6 +46,7 @@ def test_the_same_key_and_body_answer_the_same_invoice_once(creator):
     again = create(creator, dict(reversed(BODY.items())))  # same data, other order
     assert again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
+    assert again["Location"] == first["Location"]
     assert again.json() == first.json()  # the first answer, as it was
     assert Invoice.objects.count() == 1
     assert IdempotencyKey.objects.get().invoice == Invoice.objects.get()

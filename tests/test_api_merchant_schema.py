@@ -147,7 +147,10 @@ def test_create_documents_the_idempotency_key(schema):
     assert header["name"] == "Idempotency-Key"
     assert not header.get("required", False)
     assert "pattern" in header["schema"]
-    assert "Idempotent-Replayed" in operation["responses"]["201"]["headers"]
+    assert set(operation["responses"]["201"]["headers"]) == {
+        "Location",
+        "Idempotent-Replayed",
+    }
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/MerchantInvoiceCreate"}
 

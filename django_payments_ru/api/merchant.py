@@ -179,6 +179,14 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     ),
 )
 
+LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="The new invoice's URL (invoices_retrieve).",
+)
+
 REPLAYED = OpenApiParameter(
     "Idempotent-Replayed",
     OpenApiTypes.STR,
@@ -224,13 +232,12 @@ class MerchantView(MerchantAPIView):
             reference = uuid.UUID(ref)
         except ValueError:
             raise NotFound(_("No such invoice.")) from None
-        found = (queryset if queryset is not None else Invoice.objects).filter(
-            uuid=reference
-        )
-        invoice = found.first()
-        if invoice is None:
-            raise NotFound(_("No such invoice."))
-        return invoice
+        try:
+            return (queryset if queryset is not None else Invoice.objects).get(
+                uuid=reference
+            )
+        except Invoice.DoesNotExist:
+            raise NotFound(_("No such invoice.")) from None
 
     def detail(self, invoice: Invoice, *, reread: bool = True) -> dict[str, Any]:
         """The answer with one invoice: by default read again, with its
@@ -327,21 +334,24 @@ def _sweep_keys() -> None:
         IdempotencyKey.objects.filter(pk__in=stale).delete()
 
 
-def _replay(row: IdempotencyKey, print_: str) -> Response:
+def _replay(request: Request, row: IdempotencyKey, print_: str) -> Response:
+    """The first answer given with ``row``'s key, or the 422 when this
+    request's body is not the first's."""
     if row.fingerprint != print_:
         raise IdempotencyKeyReused()
+    headers = _location(request, str(row.response.get("reference", "")))
     return Response(
         row.response,
         status=row.status_code,
-        headers={"Idempotent-Replayed": "true"},
+        headers={**headers, "Idempotent-Replayed": "true"},
     )
 
 
-def _location(request: Request, invoice: Invoice) -> dict[str, str]:
+def _location(request: Request, reference: str) -> dict[str, str]:
+    """The ``Location`` header of a created invoice."""
     try:
         where = reverse(
-            "django_payments_ru_api:merchant-invoice-detail",
-            kwargs={"ref": str(invoice.uuid)},
+            "django_payments_ru_api:merchant-invoice-detail", kwargs={"ref": reference}
         )
     except NoReverseMatch:  # included under another namespace
         return {}
@@ -397,7 +407,7 @@ class InvoiceListView(MerchantView):
             "them (`receipts_not_supported`). Send an `Idempotency-Key` to retry "
             "safely. Needs `add_invoice`."
         ),
-        parameters=[IDEMPOTENCY_KEY, REPLAYED],
+        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED],
         request=MerchantInvoiceCreateSerializer,
         responses={
             201: MerchantInvoiceDetailSerializer,
@@ -442,11 +452,11 @@ class InvoiceListView(MerchantView):
         key = idempotency_key(request)
         data = request.data
         owner = key_owner(request)
-        print_ = fingerprint(data)
+        print_ = fingerprint(data) if key is not None else ""
         if key is not None:
             found = _live_key(owner, key)
             if found is not None:
-                return _replay(found, print_)
+                return _replay(request, found, print_)
             _sweep_keys()
         serializer = MerchantInvoiceCreateSerializer(data=data)
         serializer.is_valid(raise_exception=True)
@@ -470,9 +480,11 @@ class InvoiceListView(MerchantView):
             found = _live_key(owner, key) if key is not None else None
             if found is None:
                 raise
-            return _replay(found, print_)
+            return _replay(request, found, print_)
         return Response(
-            body, status=status.HTTP_201_CREATED, headers=_location(request, invoice)
+            body,
+            status=status.HTTP_201_CREATED,
+            headers=_location(request, str(invoice.uuid)),
         )
 
 
