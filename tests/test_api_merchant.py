@@ -258,6 +258,7 @@ def test_filters(viewer):
     assert ids(provider="sandbox") == every
     assert ids(provider="lifepay") == set()
     assert ids(order_id="A-2") == {str(done.uuid)}
+    assert ids(order_id=" A-2") == set()  # as sent, not trimmed
     assert ids(order_key="order-1") == {str(created.uuid)}
     assert ids(needs_attention="true") == {str(attention.uuid)}
     assert ids(needs_attention="false") == {str(created.uuid), str(done.uuid)}
@@ -277,6 +278,10 @@ def test_filters(viewer):
         ({"created_before": "2026-13-45T00:00:00Z"}, "created_before"),
         ({"created_after": "0001-01-01T00:00:00+01:00"}, "created_after"),
         ({"provider": "x" * 65}, "provider"),
+        ({"provider": ""}, "provider"),
+        ({"order_key": ""}, "order_key"),
+        ({"needs_attention": ""}, "needs_attention"),
+        ({"needs_attention": "null"}, "needs_attention"),
         ({"order_id": "a\x00b"}, "order_id"),
         ({"page_size": "0"}, "page_size"),
         ({"page_size": "-1"}, "page_size"),
@@ -346,9 +351,10 @@ def test_page_size_is_capped_by_the_setting(viewer, settings):
         "\u00e9t\u00e9",
     ],
 )
-def test_a_tampered_cursor_is_a_400_not_a_500(viewer, cursor):
+def test_a_tampered_cursor_is_a_404_not_a_500(viewer, cursor):
     make_invoice()
-    assert_error(viewer.get(API, {"cursor": cursor}), 400, "invalid_input", "cursor")
+    # DRF's answer to a cursor it did not make: the page does not exist.
+    assert_error(viewer.get(API, {"cursor": cursor}), 404, "invalid_cursor", "cursor")
 
 
 def test_a_cursor_of_another_page_size_still_works(viewer):
@@ -428,6 +434,11 @@ def test_create_defaults(creator):
         ),
         (
             {"provider": "sandbox", "amount": "1", "description": "a\x07b"},
+            "invalid_input",
+            "description",
+        ),
+        (
+            {"provider": "sandbox", "amount": "1", "description": 123},
             "invalid_input",
             "description",
         ),

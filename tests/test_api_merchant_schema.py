@@ -109,7 +109,7 @@ def test_the_errors_each_endpoint_answers_with(schema):
         path, method = OPERATIONS[operation_id]
         return {c for c in schema["paths"][path][method]["responses"] if c >= "400"}
 
-    assert errors("invoices_list") == {"400", "401", "403", "429"}
+    assert errors("invoices_list") == {"400", "401", "403", "404", "429"}
     assert errors("invoices_create") == {"400", "401", "403", "409", "422", "429"}
     assert errors("invoices_retrieve") == {"401", "403", "404", "429"}
 
@@ -166,6 +166,14 @@ def test_amounts_are_described_as_strings(schema):
     assert create["amount"]["type"] == "string"
     refund = components["MerchantRefund"]["properties"]
     assert refund["amount"]["type"] == "string" and refund["amount"]["nullable"]
+    assert create["provider"]["allOf"] == [
+        {"$ref": "#/components/schemas/ProviderEnum"}
+    ]
+    assert components["ProviderEnum"]["enum"] == ["sandbox"]  # the configured ones
+    text = create["description"]["oneOf"][0]  # or "" (spectacular's blank)
+    assert text["pattern"].startswith("^[^\\u0000-\\u001f")
+    # Empty when the shop gave none: not format "email".
+    assert "format" not in invoice["customer_email"]
     receipt = create["receipt"]["allOf"][0]["$ref"]
     assert receipt == "#/components/schemas/MerchantReceipt"
     # The events never describe a payload.

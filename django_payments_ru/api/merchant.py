@@ -59,6 +59,7 @@ from ..models import IdempotencyKey, Invoice, Operation, WebhookEvent
 from .base import MerchantAPIView
 from .errors import ErrorSerializer, error_body, error_responses, payments_status
 from .merchant_serializers import (
+    InvalidCursor,
     InvoiceCursorPagination,
     MerchantCaptureSerializer,
     MerchantInvoiceCreateSerializer,
@@ -67,6 +68,7 @@ from .merchant_serializers import (
     MerchantInvoiceSerializer,
     MerchantRefundSerializer,
     api_schema,
+    query_data,
 )
 
 VIEW = "django_payments_ru.view_invoice"
@@ -201,6 +203,11 @@ KEY_REUSED = OpenApiResponse(
     description="The Idempotency-Key was used with another body.",
 )
 
+BAD_CURSOR = OpenApiResponse(
+    ErrorSerializer,
+    description="The cursor was not made here (invalid_cursor).",
+)
+
 #: The errors every operation on one invoice can answer with.
 OPERATION_ERRORS = (400, 401, 403, 404, 409, 429, 502, 503)
 
@@ -214,6 +221,11 @@ class MerchantView(MerchantAPIView):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, PaymentsError):
             response = _payments_error(exc)
+        elif isinstance(exc, InvalidCursor):
+            response = Response(
+                error_body(exc.default_code, str(exc.detail), "cursor"),
+                status=exc.status_code,
+            )
         elif isinstance(exc, UnknownProvider):
             # An invoice of a provider no longer in the settings.
             response = Response(
@@ -382,10 +394,11 @@ class InvoiceListView(MerchantView):
         responses={
             200: MerchantInvoiceSerializer(many=True),
             **error_responses(400, 401, 403, 429),
+            404: BAD_CURSOR,
         },
     )
     def get(self, request: Request) -> Response:
-        filters = MerchantInvoiceFilterSerializer(data=request.query_params)
+        filters = MerchantInvoiceFilterSerializer(data=query_data(request))
         filters.is_valid(raise_exception=True)
         queryset = filtered(Invoice.objects.all(), filters.validated_data)
         paginator = self.pagination_class()
@@ -504,7 +517,7 @@ def filtered(queryset: QuerySet[Invoice], filters: dict[str, Any]) -> QuerySet[I
         queryset = queryset.filter(created_at__gte=filters["created_after"])
     if "created_before" in filters:
         queryset = queryset.filter(created_at__lt=filters["created_before"])
-    if filters.get("needs_attention") is not None:
+    if "needs_attention" in filters:
         queryset = queryset.filter(needs_attention=filters["needs_attention"])
     return queryset
 

@@ -117,6 +117,65 @@ class _NamedChoiceFieldSchema(OpenApiSerializerFieldExtension):
         return {"type": "string", "enum": list(self.target.choices)}
 
 
+#: The characters the services refuse in a text
+#: (:mod:`django_payments_ru.validation`): C0 and C1 controls.
+PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+#: The one character a filter refuses (PostgreSQL compares no text with NUL).
+NO_NUL = "^[^\\u0000]*$"
+
+
+class TextField(serializers.CharField):
+    """A text whose schema states the characters it refuses (``pattern``), so
+    that a client (or a fuzzer) knows what is accepted."""
+
+    default_error_messages = {"not_text": _("Not text: a JSON string is expected.")}
+
+    def __init__(self, *, pattern: str, **kwargs: Any) -> None:
+        self.pattern = pattern
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        # DRF's CharField takes 123 for "123": the schema says a string.
+        if not isinstance(data, str):
+            self.fail("not_text")
+        return str(super().to_internal_value(data))
+
+
+class _TextFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = TextField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer_field(
+            self.target, direction, bypass_extensions=True
+        )
+        return {**schema, "pattern": self.target.pattern}
+
+
+class ProviderField(TextField):
+    """A configured provider's alias; the schema lists those configured when
+    it is generated."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = str(super().to_internal_value(data))
+        known = registry.aliases()
+        if value not in known:
+            raise ValidationError(
+                _("%(alias)r is not a configured provider (known: %(known)s).")
+                % {"alias": value, "known": ", ".join(known) or "-"}
+            )
+        return value
+
+
+class _ProviderFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ProviderField
+    priority = 1  # before _TextFieldSchema, which matches it too
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        aliases = registry.aliases()
+        return {"type": "string", "enum": aliases} if aliases else {"type": "string"}
+
+
 # --- receipts ---------------------------------------------------------------------
 
 
@@ -303,6 +362,10 @@ class MerchantInvoiceSerializer(serializers.ModelSerializer):
     amount = MoneyField()
     paid = MoneyField("paid_amount", help_text="Paid so far.")
     refunded = MoneyField("refunded_amount", help_text="Refunded so far.")
+    #: Not ``format: email``: empty when the shop gave none.
+    customer_email = serializers.CharField(
+        read_only=True, help_text="An e-mail address, or empty."
+    )
     receipt = serializers.SerializerMethodField(
         help_text="The 54-FZ receipt (decimals as strings), or null."
     )
@@ -383,8 +446,12 @@ class MerchantInvoiceDetailSerializer(MerchantInvoiceSerializer):
 
 
 def _text(max_length: int, help_text: str) -> serializers.CharField:
-    return serializers.CharField(
-        max_length=max_length, required=False, allow_blank=True, help_text=help_text
+    return TextField(
+        pattern=PRINTABLE,
+        max_length=max_length,
+        required=False,
+        allow_blank=True,
+        help_text=help_text,
     )
 
 
@@ -392,9 +459,9 @@ class MerchantInvoiceCreateSerializer(serializers.Serializer):
     """A new invoice (``services.create_invoice``); nothing is sent to the
     provider until the customer opens the pay link."""
 
-    provider = serializers.CharField(
+    provider = ProviderField(
+        pattern=PRINTABLE,
         max_length=64,
-        min_length=1,
         help_text='An alias of PAYMENTS_RU["PROVIDERS"].',
     )
     amount = AmountInputField(help_text="In the currency's decimals.")
@@ -420,15 +487,6 @@ class MerchantInvoiceCreateSerializer(serializers.Serializer):
         allow_null=True,
         help_text="The 54-FZ receipt: lines adding up to the amount.",
     )
-
-    def validate_provider(self, value: str) -> str:
-        known = registry.aliases()
-        if value not in known:
-            raise ValidationError(
-                _("%(alias)r is not a configured provider (known: %(known)s).")
-                % {"alias": value, "known": ", ".join(known) or "-"}
-            )
-        return value
 
 
 class MerchantRefundSerializer(serializers.Serializer):
@@ -462,19 +520,31 @@ class MerchantCaptureSerializer(serializers.Serializer):
 # --- the list -----------------------------------------------------------------------
 
 
+def _filter_text(help_text: str) -> serializers.CharField:
+    # As sent: " A-1" is not "A-1" (and a blank value is refused).
+    return TextField(
+        pattern=NO_NUL,
+        max_length=64,
+        min_length=1,
+        required=False,
+        trim_whitespace=False,
+        help_text=help_text,
+    )
+
+
 class MerchantInvoiceFilterSerializer(serializers.Serializer):
-    """The list's filters (query parameters); each narrows the list."""
+    """The list's filters (query parameters); each narrows the list. Give it
+    :func:`query_data`: an empty value is refused like any other that does not
+    parse (DRF would read a form's empty field as absent)."""
 
     status = serializers.MultipleChoiceField(
         choices=InvoiceStatus.choices,
         required=False,
         help_text="One or several: ?status=paid&status=refunded.",
     )
-    provider = serializers.CharField(
-        max_length=64, min_length=1, required=False, help_text="A provider alias."
-    )
-    order_id = serializers.CharField(max_length=64, min_length=1, required=False)
-    order_key = serializers.CharField(max_length=64, min_length=1, required=False)
+    provider = _filter_text("A provider alias.")
+    order_id = _filter_text("The shop's order number (exact).")
+    order_key = _filter_text("The order's group of invoices (exact).")
     created_after = serializers.DateTimeField(
         required=False, help_text="Created at or after (ISO 8601)."
     )
@@ -483,17 +553,32 @@ class MerchantInvoiceFilterSerializer(serializers.Serializer):
     )
     needs_attention = serializers.BooleanField(
         required=False,
-        allow_null=True,
-        default=None,
         help_text="true: only the invoices flagged for the merchant; false: others.",
     )
+
+
+def query_data(request: Request) -> dict[str, Any]:
+    """The query parameters for :class:`MerchantInvoiceFilterSerializer`: each
+    value as it was sent (the last one), ``status`` as the list of all."""
+    params = request.query_params
+    return {
+        key: params.getlist(key) if key == "status" else params[key] for key in params
+    }
+
+
+class InvalidCursor(NotFound):
+    """A cursor that was not made here: DRF's 404 (the page it names does not
+    exist), with its own code."""
+
+    default_code = "invalid_cursor"
 
 
 class InvoiceCursorPagination(CursorPagination):
     """Newest first, by ``(created_at, id)`` (the index
     ``payments_ru_inv_created_sort``, and the status and provider ones when
     those are filtered); ``page_size`` at most ``PAYMENTS_RU["API_PAGE_SIZE"]``.
-    A cursor that was not made here is a 400, never a 500."""
+    A cursor that was not made here is a 404 (:class:`InvalidCursor`, as DRF
+    answers), never a 500."""
 
     ordering = ("-created_at", "-id")
     page_size_query_param = "page_size"
@@ -518,9 +603,7 @@ class InvoiceCursorPagination(CursorPagination):
         return min(int(raw), cap)
 
     def decode_cursor(self, request: Request) -> Cursor | None:
-        invalid = ValidationError(
-            {self.cursor_query_param: [self.invalid_cursor_message]}
-        )
+        invalid = InvalidCursor(self.invalid_cursor_message)
         try:
             cursor = super().decode_cursor(request)
         except NotFound:
