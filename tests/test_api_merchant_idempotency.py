@@ -266,3 +266,16 @@ def test_concurrent_creates_with_one_key_make_one_invoice_on_sqlite():
     if connection.vendor != "sqlite":
         pytest.skip("the SQLite run of the race (PostgreSQL has its own)")
     _one_invoice_per_key()
+
+
+def test_the_refusal_is_in_the_request_language(creator):
+    create(creator)
+    response = post(
+        creator,
+        API,
+        {**BODY, "amount": "1.00"},
+        HTTP_IDEMPOTENCY_KEY="key-1",
+        HTTP_ACCEPT_LANGUAGE="ru",
+    )
+    data = assert_error(response, 422, "idempotency_key_reused")
+    assert "другим телом запроса" in data["detail"]
