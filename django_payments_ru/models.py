@@ -563,3 +563,49 @@ class WebhookEvent(models.Model):
 
     def to_event(self) -> PaymentEvent:
         return PaymentEvent.from_json(self.event, raw=self.payload)
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` of the merchant API's invoice create
+    (docs/api-merchant.rst): the same key from the same caller, with the same
+    body, is answered with the first answer instead of making a second invoice.
+
+    Written in the transaction that creates the invoice, so a create that fails
+    leaves no key behind; the unique ``(owner, key)`` makes a concurrent second
+    request with the key wait for the first and then replay its answer. Kept for
+    ``PAYMENTS_RU["API_IDEMPOTENCY_TTL"]``.
+    """
+
+    #: Whose key: ``"<app_label>.<model>:<pk>"`` of the user who sent it
+    #: (``"anonymous"`` when the project's permissions let anonymous callers in).
+    owner = models.CharField(_("owner"), max_length=150)
+    key = models.CharField(_("idempotency key"), max_length=255)
+    #: SHA-256 of the request's body as canonical JSON: the same key with
+    #: another body is refused.
+    fingerprint = models.CharField(_("request fingerprint"), max_length=64)
+    invoice = models.ForeignKey(
+        Invoice,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("invoice"),
+    )
+    #: The first answer, replayed as it was.
+    status_code = models.PositiveSmallIntegerField(_("status code"))
+    response = models.JSONField(_("response"), default=dict)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "key"], name="payments_ru_idempotency_once"
+            ),
+        ]
+        indexes = [
+            # The sweep of expired keys.
+            models.Index(fields=["created_at"], name="payments_ru_idem_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.key}"

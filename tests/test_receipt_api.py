@@ -1,4 +1,5 @@
-"""Receipts in the JSON API: the invoice's representation carries them."""
+"""Receipts in the JSON API: the merchant's invoice carries them (create with
+lines and refunds of lines: tests/test_api_merchant.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from tests.test_receipt_services import LINES
 pytestmark = pytest.mark.django_db
 
 
-def test_the_invoice_shows_its_receipt(client):
+def test_the_invoice_shows_its_receipt(admin_client):
     with mock.patch.object(
         Sandbox, "capabilities", Sandbox.capabilities | {Capability.RECEIPTS}
     ):
         invoice = make_invoice("930.00", receipt={"lines": LINES, "delivery": "sms"})
-    data = client.get(f"/payments/api/invoices/{invoice.uuid}/").json()
+    data = admin_client.get(f"/payments/api/invoices/{invoice.uuid}/").json()
     receipt = data["receipt"]
     assert receipt["delivery"] == "sms"
     assert [line["name"] for line in receipt["lines"]] == [
@@ -41,7 +42,7 @@ def test_the_invoice_shows_its_receipt(client):
     }
 
 
-def test_an_invoice_without_receipt_shows_null(client):
+def test_an_invoice_without_receipt_shows_null(admin_client):
     invoice = make_invoice()
-    data = client.get(f"/payments/api/invoices/{invoice.uuid}/").json()
+    data = admin_client.get(f"/payments/api/invoices/{invoice.uuid}/").json()
     assert data["receipt"] is None
