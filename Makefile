@@ -19,13 +19,14 @@ PYTEST_ARGS ?=
 # as much as it computes, so two processes halve it on two cores. 0: one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install demo test lint docs bench migrations-check clean distclean
+.PHONY: help install demo test lint docs schema bench migrations-check clean distclean
 
 help:
 	@echo "make demo              the example shop at http://$(HOST):$(PORT)/"
 	@echo "make test              the test suite (SQLite, Celery eager)"
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make docs              the Sphinx documentation, warnings are errors"
+	@echo "make schema            regenerate the API's schema docs/api/openapi.yaml"
 	@echo "make bench             the benchmarks: SQLite, and PostgreSQL when DATABASE_URL"
 	@echo "                       points at it; BENCH_LARGE=1 adds 1,000,000 invoices"
 	@echo "make migrations-check  fail if a model change lacks its migration"
@@ -59,6 +60,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The API's OpenAPI schema checked into the docs; tests/test_api_schema.py fails
+# when it is stale.
+schema: $(STAMP)
+	$(PY) -m django_payments_ru.api --write docs/api/openapi.yaml
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

@@ -17,13 +17,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
 from drf_spectacular.utils import extend_schema as spectacular_extend_schema
+from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
@@ -62,6 +66,18 @@ class PaymentsAutoSchema(AutoSchema):
         audience = getattr(self.view, "audience", "")
         return [audience] if audience else super().get_tags()
 
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        # A list's 200 given as OpenApiResponse (to carry its description) is
+        # still a list: its pagination parameters are described.
+        if serializer is None:
+            serializer = self.get_response_serializers()
+        if isinstance(serializer, dict) and serializer:
+            by_code = {str(code): value for code, value in serializer.items()}
+            serializer = by_code[min(by_code)]
+        if isinstance(serializer, OpenApiResponse):
+            serializer = serializer.response
+        return bool(super()._is_list_view(serializer))
+
 
 def extend_schema(**kwargs: Any) -> Any:
     """drf-spectacular's ``extend_schema`` for a handler (``get``, ``post``...)
@@ -82,6 +98,23 @@ def extend_schema(**kwargs: Any) -> Any:
     return decorator
 
 
+class SafeJSONParser(JSONParser):
+    """JSON whose nesting is deeper than Python's recursion limit is a 400
+    like any other unreadable body (``json`` raises ``RecursionError``, which
+    DRF's parser lets through as a 500)."""
+
+    def parse(
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(_("JSON parse error - nested too deeply.")) from None
+
+
 # On dispatch, because as_view() copies dispatch's attributes to the view Django
 # calls.
 non_atomic = method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -94,7 +127,7 @@ class PaymentsAPIView(APIView):
     #: "customer" or "merchant": which ``PAYMENTS_RU["API_<AUDIENCE>_*"]`` apply.
     audience: ClassVar[str] = ""
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     content_negotiation_class = JSONOnly
     schema = PaymentsAutoSchema()
 

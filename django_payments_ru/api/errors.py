@@ -89,19 +89,50 @@ def payments_status(exc: PaymentsError) -> int:
     return status.HTTP_400_BAD_REQUEST
 
 
+def request_field(exc: PaymentsError) -> str | None:
+    """The request field a library error is about, as the API names it
+    (``"amount"``, ``"receipt.lines[1].amount"``: lines counted from 0, as in
+    ``fields`` of a validation error), or None."""
+    if exc.code == "receipts_not_supported":
+        return "receipt"
+    field = getattr(exc, "field", "") or ""
+    if not field:
+        named = exc.details.get("field") if isinstance(exc.details, dict) else None
+        field = named if isinstance(named, str) else ""
+    if field != "receipt":
+        return field or None
+    details = exc.details if isinstance(exc.details, dict) else {}
+    line, inner = details.get("line"), details.get("field")
+    if isinstance(line, int) and line >= 1 and isinstance(inner, str) and inner:
+        # receipts.py counts lines from 1 for people.
+        return f"receipt.lines[{line - 1}].{inner}"
+    if isinstance(inner, str) and inner and inner != "receipt":
+        return f"receipt.{inner}"
+    return "receipt"
+
+
+def printable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: an error may quote what it refuses (a
+    receipt line's unknown key), and a lone surrogate from the request's JSON
+    cannot be encoded (it is shown escaped, ``\\ud800``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def payments_error_response(exc: PaymentsError) -> Response:
-    """The answer to a library error raised by a service."""
-    field = exc.details.get("field") if isinstance(exc.details, dict) else None
-    field = field if isinstance(field, str) and field else None
-    if field is None and isinstance(exc, InvalidInput) and exc.field:
-        field = exc.field
+    """The answer to a library error raised by a service: its code (a provider
+    error's class code: its ``code`` is the provider's own), the request field
+    it is about, ``Retry-After`` when the provider asked to slow down."""
+    field = request_field(exc)
+    field = printable(field) if field else None
+    message = printable(exc.message.strip() or str(exc))
+    fields = {field: [message]} if field and isinstance(exc, InvalidInput) else {}
+    code = exc.default_code if isinstance(exc, ProviderError) else exc.code
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int | float) and 0 <= retry_after < math.inf:
         headers["Retry-After"] = str(math.ceil(retry_after))
     return Response(
-        # The class's code: a provider error's ``code`` is the provider's own.
-        error_body(exc.default_code, exc.message.strip() or str(exc), field),
+        error_body(code, message, field, fields),
         status=payments_status(exc),
         headers=headers,
     )
@@ -189,6 +220,8 @@ ERROR_MEANINGS: dict[int, str] = {
     404: "No such invoice.",
     405: "Another method than the endpoint's (`Allow` names them).",
     409: "The invoice's state does not allow it, or an operation is in flight.",
+    415: "The body is not JSON (`Content-Type: application/json`).",
+    422: "The Idempotency-Key was used with another request body.",
     429: "Throttled: retry after `Retry-After` seconds.",
     502: "The provider refused the request or answered nonsense.",
     503: "The provider cannot be reached or asks to slow down: retry later "
@@ -199,12 +232,21 @@ ERROR_MEANINGS: dict[int, str] = {
 #: The codes each error status carries (the library's and DRF's), for the
 #: schema's descriptions; an endpoint may name fewer.
 ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: ("invalid_input", "invalid_amount", "invalid_currency", "not_supported"),
+    400: (
+        "invalid_input",
+        "invalid_amount",
+        "invalid_currency",
+        "not_supported",
+        "receipts_not_supported",
+        "parse_error",
+    ),
     401: ("not_authenticated", "authentication_failed"),
     403: ("permission_denied",),
-    404: ("not_found",),
+    404: ("not_found", "invalid_cursor"),
     405: ("method_not_allowed",),
-    409: ("invalid_operation", "operation_in_flight"),
+    409: ("invalid_operation", "operation_in_flight", "unknown_provider"),
+    415: ("unsupported_media_type",),
+    422: ("idempotency_key_reused",),
     429: ("throttled",),
     502: ("provider_error", "api_error", "authentication_failed", "bad_response"),
     503: ("provider_unavailable", "rate_limited"),

@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -40,9 +40,8 @@ from drf_spectacular.utils import (
     OpenApiResponse,
 )
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, ParseError
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.exceptions import ValidationError as DRFValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -51,13 +50,16 @@ from .. import services
 from ..conf import payments_settings
 from ..exceptions import (
     ConfigurationError,
-    InvalidInput,
-    PaymentsError,
     UnknownProvider,
 )
 from ..models import IdempotencyKey, Invoice, Operation, WebhookEvent
-from .base import MerchantAPIView
-from .errors import ErrorSerializer, error_body, error_responses, payments_status
+from .base import MerchantAPIView, extend_schema
+from .errors import (
+    ErrorSerializer,
+    error_body,
+    error_responses,
+    retry_after_header,
+)
 from .merchant_serializers import (
     InvalidCursor,
     InvoiceCursorPagination,
@@ -67,7 +69,6 @@ from .merchant_serializers import (
     MerchantInvoiceFilterSerializer,
     MerchantInvoiceSerializer,
     MerchantRefundSerializer,
-    api_schema,
     query_data,
 )
 
@@ -100,59 +101,6 @@ class IdempotencyKeyReused(APIException):
         "This Idempotency-Key was used with another request body: use a new key "
         "for another request."
     )
-
-
-def request_field(exc: PaymentsError) -> str | None:
-    """The request field a library error is about, as the API names it
-    (``"amount"``, ``"receipt.lines[1].amount"``: lines counted from 0, as in
-    ``fields`` of a validation error), or None."""
-    if exc.code == "receipts_not_supported":
-        return "receipt"
-    field = getattr(exc, "field", "") or ""
-    if field != "receipt":
-        return field or None
-    details = exc.details if isinstance(exc.details, dict) else {}
-    line, inner = details.get("line"), details.get("field")
-    if isinstance(line, int) and line >= 1 and isinstance(inner, str) and inner:
-        # receipts.py counts lines from 1 for people.
-        return f"receipt.lines[{line - 1}].{inner}"
-    if isinstance(inner, str) and inner and inner != "receipt":
-        return f"receipt.{inner}"
-    return "receipt"
-
-
-def _printable(text: str) -> str:
-    """``text`` as UTF-8 can carry it: an error may quote what it refuses (a
-    receipt line's unknown key), and a lone surrogate from the request's JSON
-    cannot be encoded (it is shown escaped, ``\\ud800``)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _payments_error(exc: PaymentsError) -> Response:
-    field = request_field(exc)
-    field = _printable(field) if field else None
-    message = _printable(exc.message.strip() or str(exc))
-    fields = {field: [message]} if field and isinstance(exc, InvalidInput) else {}
-    return Response(
-        error_body(exc.code, message, field, fields), status=payments_status(exc)
-    )
-
-
-class _JSONParser(JSONParser):
-    """JSON whose nesting is deeper than Python's recursion limit is a 400
-    like any other unreadable body (``json`` raises ``RecursionError``, which
-    DRF's parser lets through as a 500)."""
-
-    def parse(
-        self,
-        stream: Any,
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError(_("JSON parse error - nested too deeply.")) from None
 
 
 # --- the views --------------------------------------------------------------------
@@ -216,12 +164,8 @@ class MerchantView(MerchantAPIView):
     """What the merchant endpoints share: the invoice by its reference, the
     answer with an invoice, the library's errors with their request field."""
 
-    parser_classes = [_JSONParser]
-
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, PaymentsError):
-            response = _payments_error(exc)
-        elif isinstance(exc, InvalidCursor):
+        if isinstance(exc, InvalidCursor):
             response = Response(
                 error_body(exc.default_code, str(exc.detail), "cursor"),
                 status=exc.status_code,
@@ -379,7 +323,7 @@ class InvoiceListView(MerchantView):
     def required_permissions(self) -> list[str]:  # type: ignore[override]
         return [ADD] if self.request.method == "POST" else [VIEW]
 
-    @api_schema(
+    @extend_schema(
         operation_id="invoices_list",
         tags=TAGS,
         summary="List invoices",
@@ -390,9 +334,12 @@ class InvoiceListView(MerchantView):
             "may be repeated (OR). A filter value that does not parse is a 400. "
             "Needs `view_invoice`."
         ),
-        parameters=[MerchantInvoiceFilterSerializer],
+        parameters=[MerchantInvoiceFilterSerializer, retry_after_header(429)],
         responses={
-            200: MerchantInvoiceSerializer(many=True),
+            200: OpenApiResponse(
+                MerchantInvoiceSerializer(many=True),
+                description="A page of invoices, newest first.",
+            ),
             **error_responses(400, 401, 403, 429),
             404: BAD_CURSOR,
         },
@@ -408,7 +355,7 @@ class InvoiceListView(MerchantView):
         ).data
         return paginator.get_paginated_response(data)
 
-    @api_schema(
+    @extend_schema(
         operation_id="invoices_create",
         tags=TAGS,
         summary="Create an invoice",
@@ -420,10 +367,14 @@ class InvoiceListView(MerchantView):
             "them (`receipts_not_supported`). Send an `Idempotency-Key` to retry "
             "safely. Needs `add_invoice`."
         ),
-        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED],
+        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED, retry_after_header(429)],
         request=MerchantInvoiceCreateSerializer,
         responses={
-            201: MerchantInvoiceDetailSerializer,
+            201: OpenApiResponse(
+                MerchantInvoiceDetailSerializer,
+                description="The invoice made (or, for a repeated "
+                "Idempotency-Key, the one made the first time).",
+            ),
             **error_responses(400, 401, 403, 409, 429),
             422: KEY_REUSED,
         },
@@ -528,7 +479,7 @@ def filtered(queryset: QuerySet[Invoice], filters: dict[str, Any]) -> QuerySet[I
 class InvoiceDetailView(MerchantView):
     required_permissions = [VIEW]
 
-    @api_schema(
+    @extend_schema(
         operation_id="invoices_retrieve",
         tags=TAGS,
         summary="One invoice",
@@ -537,9 +488,12 @@ class InvoiceDetailView(MerchantView):
             "sent to its provider and its webhook events, oldest first; never a "
             "webhook's raw payload. Needs `view_invoice`."
         ),
-        parameters=[REF],
+        parameters=[REF, retry_after_header(429)],
         responses={
-            200: MerchantInvoiceDetailSerializer,
+            200: OpenApiResponse(
+                MerchantInvoiceDetailSerializer,
+                description="The invoice with its payments, operations and events.",
+            ),
             **error_responses(401, 403, 404, 429),
         },
     )
@@ -568,14 +522,17 @@ class OperationView(MerchantView):
 def _operation_schema(
     name: str, summary: str, description: str, **kwargs: Any
 ) -> Callable[[Any], Any]:
-    return api_schema(
+    return extend_schema(
         operation_id=f"invoices_{name}",
         tags=TAGS,
         summary=summary,
         description=description + " Needs `change_invoice`.",
-        parameters=[REF],
+        parameters=[REF, retry_after_header()],
         responses={
-            200: MerchantInvoiceDetailSerializer,
+            200: OpenApiResponse(
+                MerchantInvoiceDetailSerializer,
+                description="The invoice after the operation.",
+            ),
             **error_responses(*OPERATION_ERRORS),
         },
         **kwargs,

@@ -18,9 +18,8 @@ from typing import Any, TypeVar
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
@@ -36,23 +35,6 @@ from ..status import InvoiceStatus
 from .serializers import AmountField
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def api_schema(**kwargs: Any) -> Callable[[F], F]:
-    """``extend_schema(**kwargs)`` for a method of an API view, built on
-    drf-spectacular's ``AutoSchema`` whatever the project's
-    ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``: on a method, ``extend_schema``
-    otherwise extends that setting's class (DRF's own ``AutoSchema`` by
-    default, whose ``get_operation`` the generator cannot call), and the
-    ``schema`` the view sets is not seen."""
-    decorate = extend_schema(**kwargs)
-
-    def apply(method: F) -> F:
-        # extend_schema takes the method's own ``schema`` as its base first.
-        method.schema = AutoSchema  # type: ignore[attr-defined]
-        return decorate(method)
-
-    return apply
 
 
 #: An amount as the API writes it: digits, and the currency's decimals after a
@@ -92,29 +74,6 @@ class _OperationAmountField(serializers.Field):
         if value.amount is None:
             return None
         return plain_amount(value.amount, value.invoice.currency)
-
-
-class NamedChoiceField(serializers.ChoiceField):
-    """A read-only choice whose values are one named enum of the schema
-    (``enum_name``), whatever the field is called: drf-spectacular otherwise
-    names an enum after its field and warns when two choice sets share a name
-    (an invoice's and a webhook event's ``status``)."""
-
-    def __init__(self, choices: Any, *, enum_name: str, **kwargs: Any) -> None:
-        self.enum_name = enum_name
-        kwargs.setdefault("read_only", True)
-        super().__init__(choices, **kwargs)
-
-
-class _NamedChoiceFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = NamedChoiceField
-    match_subclasses = True
-
-    def get_name(self) -> str | None:
-        return str(self.target.enum_name)
-
-    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
-        return {"type": "string", "enum": list(self.target.choices)}
 
 
 #: The characters the services refuse in a text
@@ -257,7 +216,7 @@ class AmountInputField(serializers.CharField):
 class MerchantPaymentSerializer(serializers.ModelSerializer):
     """Money that moved: a charge or a refund."""
 
-    kind = NamedChoiceField(Payment.Kind.choices, enum_name="PaymentKindEnum")
+    kind = serializers.ChoiceField(Payment.Kind.choices, read_only=True)
     amount = MoneyField()
     event: serializers.PrimaryKeyRelatedField[WebhookEvent] = (
         serializers.PrimaryKeyRelatedField(
@@ -284,8 +243,8 @@ class MerchantOperationSerializer(serializers.ModelSerializer):
     """An operation sent to the provider (a start, refund, capture, release or
     cancel) and how it ended."""
 
-    kind = NamedChoiceField(Operation.Kind.choices, enum_name="OperationKindEnum")
-    state = NamedChoiceField(Operation.State.choices, enum_name="OperationStateEnum")
+    kind = serializers.ChoiceField(Operation.Kind.choices, read_only=True)
+    state = serializers.ChoiceField(Operation.State.choices, read_only=True)
     amount = _OperationAmountField()
     result = serializers.CharField(
         source="reason_text",
@@ -319,10 +278,8 @@ class MerchantWebhookEventSerializer(serializers.ModelSerializer):
     """A webhook event of the invoice as the inbox keeps it; never its raw
     payload, headers or traceback."""
 
-    event_type = NamedChoiceField(EventType.choices, enum_name="EventTypeEnum")
-    status = NamedChoiceField(
-        WebhookEvent.Status.choices, enum_name="WebhookEventStatusEnum"
-    )
+    event_type = serializers.ChoiceField(EventType.choices, read_only=True)
+    status = serializers.ChoiceField(WebhookEvent.Status.choices, read_only=True)
     event_id = serializers.CharField(
         source="dedupe_id",
         read_only=True,
@@ -356,7 +313,7 @@ class MerchantInvoiceSerializer(serializers.ModelSerializer):
     """An invoice as the shop's back office sees it."""
 
     reference = serializers.UUIDField(source="uuid", read_only=True)
-    status = NamedChoiceField(InvoiceStatus.choices, enum_name="InvoiceStatusEnum")
+    status = serializers.ChoiceField(InvoiceStatus.choices, read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     is_paid = serializers.BooleanField(read_only=True)
     amount = MoneyField()
