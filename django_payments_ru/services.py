@@ -51,6 +51,7 @@ from .exceptions import (
     TransactionOpen,
     WebhookParseError,
 )
+from .formatting import format_money
 from .models import Invoice, Operation, Payment, WebhookEvent
 from .money import normalize_currency, to_amount
 from .providers.base import BaseProvider, Capability, Checkout
@@ -1755,12 +1756,11 @@ def refund_invoice(
         if in_flight and (not partial_refunds or left <= 0):
             raise OperationInFlight(
                 _(
-                    "A refund of %(amount)s %(currency)s was sent to %(name)s and "
-                    "awaits its confirmation; wait for it before refunding again."
+                    "A refund of %(amount)s was sent to %(name)s and awaits its "
+                    "confirmation; wait for it before refunding again."
                 )
                 % {
-                    "amount": in_flight,
-                    "currency": locked.currency,
+                    "amount": format_money(in_flight, locked.currency),
                     "name": provider.display_name,
                 },
                 provider=locked.provider,
@@ -1779,11 +1779,11 @@ def refund_invoice(
             )
         if value > left:
             raise InvalidAmount(
-                _(
-                    "Cannot refund %(amount)s: only %(left)s %(currency)s is left "
-                    "to refund."
-                )
-                % {"amount": value, "left": left, "currency": locked.currency},
+                _("Cannot refund %(amount)s: only %(left)s is left to refund.")
+                % {
+                    "amount": format_money(value, locked.currency),
+                    "left": format_money(left, locked.currency),
+                },
                 field="amount",
                 provider=locked.provider,
             )

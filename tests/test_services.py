@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 from django.test import override_settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from django_payments_ru import services
 from django_payments_ru.events import EventType
@@ -21,6 +21,7 @@ from django_payments_ru.exceptions import (
     PaymentsError,
     UnknownProvider,
 )
+from django_payments_ru.formatting import format_money
 from django_payments_ru.models import Invoice
 from django_payments_ru.providers.base import Checkout
 from django_payments_ru.providers.sandbox import Provider as Sandbox
@@ -168,6 +169,17 @@ def test_refund_guards():
         services.refund_invoice(invoice, "40.00")
     refund.assert_called_once()
     assert refund.call_args.args[1] == Decimal("40.00")
+
+
+def test_refund_errors_show_money_as_money():
+    invoice = make_invoice("100.00")
+    services.apply_event(event(invoice, EventType.PAID))
+    with translation.override("ru"), pytest.raises(InvalidAmount) as too_much:
+        services.refund_invoice(invoice, "150.00")
+    # The currency's exponent and sign, the locale's separators: not "150.00".
+    assert format_money("150.00", "RUB", "ru") in str(too_much.value)
+    assert format_money("100.00", "RUB", "ru") in str(too_much.value)
+    assert "150.00" not in str(too_much.value)
 
 
 def test_refund_not_supported_by_provider():
