@@ -18,12 +18,14 @@ from django.utils import timezone
 from django_payments_ru import services
 from django_payments_ru.events import EventType, PaymentEvent
 from django_payments_ru.exceptions import (
+    InvalidAmount,
     NotSupported,
     OperationInFlight,
     ProviderAPIError,
     ProviderUnavailable,
     TransactionOpen,
 )
+from django_payments_ru.formatting import format_money
 from django_payments_ru.models import Invoice, Operation
 from django_payments_ru.providers.base import Capability, Checkout
 from django_payments_ru.providers.sandbox.provider import Provider as Sandbox
@@ -88,8 +90,9 @@ def test_a_refund_confirmed_later_is_in_flight_until_its_webhook(calls: Calls):
     )
     assert calls.keys == [f"refund:{claim.key}"]
     # In flight counts against what may still be refunded.
-    with pytest.raises(Exception, match=r"only 60\.00 RUB is left"):
+    with pytest.raises(InvalidAmount) as left:
         services.refund_invoice(invoice, "70.00")
+    assert f"only {format_money('60.00', 'RUB')} is left" in str(left.value)
     # The notification settles it, once.
     services.apply_event(refunded_event(invoice, "40.00"))
     claim.refresh_from_db()
