@@ -194,7 +194,8 @@ def create_invoice(
                 field="customer_email",
             ) from None
     phone = _limit(customer_phone, "customer_phone", 32)
-    if phone and not phone.lstrip("+").isdigit():
+    digits = phone[1:] if phone.startswith("+") else phone
+    if phone and not (digits.isascii() and digits.isdigit()):
         raise InvalidInput(
             _("A phone number is digits with an optional leading '+'."),
             field="customer_phone",

@@ -44,6 +44,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
         ({"description": "d" * 256}, InvalidInput, "description"),
         ({"customer_email": "not-an-email"}, InvalidInput, "customer_email"),
         ({"customer_phone": "call me"}, InvalidInput, "customer_phone"),
+        # Digits of other scripts pass str.isdigit(); no provider dials them.
+        ({"customer_phone": "+\u0661\u0662\u0663"}, InvalidInput, "customer_phone"),
+        ({"customer_phone": "+"}, InvalidInput, "customer_phone"),
         ({"metadata": ["not", "a", "dict"]}, InvalidInput, "metadata"),
     ],
 )
