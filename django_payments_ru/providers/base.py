@@ -38,6 +38,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.translation import gettext
 
 from ..conf import payments_settings
 from ..events import PaymentEvent
@@ -505,6 +506,20 @@ class BaseProvider:
         delivery, the admin's "reprocess", a status refresh pays the invoice
         meanwhile), and the webhook is answered as failed."""
         return event
+
+    def payment_id(self, invoice: Invoice) -> str:
+        """``invoice``'s payment at the provider, for a call about it (a refund):
+        :class:`~django_payments_ru.exceptions.NotSupported` before any request
+        when none is known (a payment never registered, a notification that
+        carried no id), instead of a request to a path with an empty id that
+        the provider can only refuse."""
+        if not invoice.provider_payment_id:
+            raise NotSupported(
+                gettext("No %(name)s payment is known for this invoice yet.")
+                % {"name": self.display_name},
+                provider=self.alias,
+            )
+        return invoice.provider_payment_id
 
     def fetch_status(self, invoice: Invoice) -> PaymentEvent | None:
         """Ask the provider where the payment stands (``None`` = nothing known)."""

@@ -552,7 +552,7 @@ class Provider(BaseProvider):
         before = minor_units(invoice.refunded_amount, invoice.currency)
         data = self.call(
             "POST",
-            f"payments/{invoice.provider_payment_id}/refunds",
+            f"payments/{self.payment_id(invoice)}/refunds",
             json={"amount": minor},
             # The services' claim: the same refund asked again (a retry) is the
             # same request, a new refund has a new claim.

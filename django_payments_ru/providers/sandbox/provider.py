@@ -294,7 +294,7 @@ class Provider(BaseProvider):
             body["receipt"] = receipt.to_json()
         data = self.http.request(
             "POST",
-            f"api/payments/{invoice.provider_payment_id}/refunds",
+            f"api/payments/{self.payment_id(invoice)}/refunds",
             json=body,
             headers=self._headers(key or f"refund:{invoice.uuid}:{done}:{value}"),
             idempotent=True,
