@@ -6,6 +6,7 @@ estimated on PostgreSQL. The timings are ``make bench`` with ``BENCH_ADMIN=1``
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -507,7 +508,8 @@ def test_a_page_past_the_middle_is_read_from_the_end(admin_client: Client) -> No
     ids = [
         s
         for s in statements(admin_client, INVOICES, {"p": "6"})
-        if s.startswith('SELECT "django_payments_ru_invoice"."id" AS "pk" FROM')
+        # Django 5 names the column "pk", Django 4.2 does not.
+        if re.match(r'SELECT "django_payments_ru_invoice"\."id"( AS "pk")? FROM', s)
     ]
     assert len(ids) == 1 and '"created_at" ASC' in ids[0], statements(
         admin_client, INVOICES, {"p": "6"}
