@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     # The longest a provider call waits for one Retry-After, in seconds; a longer
     # wait fails the call with ProviderRateLimited instead of blocking a worker.
     "HTTP_MAX_RETRY_AFTER": 30.0,
+    # PostgreSQL (psycopg 3): prepare the hot paths' statements once per
+    # connection. False behind a pooler that cannot keep prepared statements
+    # (PgBouncer in transaction mode before 1.21 or without
+    # max_prepared_statements); OPTIONS "prepare_threshold": None does the same.
+    "PREPARED_STATEMENTS": True,
     # Ask the provider for the status when the customer comes back.
     "REFRESH_ON_RETURN": True,
     # Cache alias used for provider tokens and the cross-process token lock.

@@ -6,7 +6,8 @@ payment, the invoice); the ORM builds each statement anew (expressions,
 compilers, converters), which costs more than the statement itself on a fast
 database. These helpers write the same columns with the same values, prepared
 by each field (``get_db_prep_save``, ``pre_save`` for ``auto_now``), through
-SQL built once. Model signals are honoured: while a ``pre_save`` or
+SQL built once and, on PostgreSQL, prepared once per connection
+(:func:`cursor`). Model signals are honoured: while a ``pre_save`` or
 ``post_save`` receiver is connected for the model (an audit log, a history
 app), the helpers go through ``Model.save`` as before.
 
@@ -27,7 +28,96 @@ from django.db import connections, router
 from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
+from .conf import payments_settings
+
 _SQL: dict[tuple[Any, ...], str] = {}
+
+
+def prepares(connection: Any) -> bool:
+    """Whether :func:`cursor` prepares its statements on ``connection``:
+    PostgreSQL through psycopg 3, unless ``PAYMENTS_RU["PREPARED_STATEMENTS"]``
+    is False or the database's ``OPTIONS`` say ``"prepare_threshold": None``
+    (a connection pooler that cannot keep them, docs/deployment.rst)."""
+    if connection.vendor != "postgresql":
+        return False
+    if not payments_settings.PREPARED_STATEMENTS:
+        return False
+    options = connection.settings_dict.get("OPTIONS") or {}
+    if "prepare_threshold" in options and options["prepare_threshold"] is None:
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
+
+
+_PREPARING: type | None = None
+_LOGGED: type | None = None
+
+#: The connection's ``prepare_threshold`` where Django left it None (no
+#: statement prepared): psycopg then prepares only what is asked for
+#: (``prepare=True``), never by count, and keeps its bookkeeping (a rollback,
+#: ``DROP`` or ``ALTER`` forgets what was prepared).
+_ONLY_WHEN_ASKED = 2**62
+
+
+def _preparing_cursor_class() -> type:
+    global _PREPARING
+    if _PREPARING is None:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class Preparing(ServerBindingCursor):  # type: ignore[misc, valid-type]
+            """Django's server-binding cursor, each statement prepared the first
+            time the connection runs it (psycopg's ``prepare=True``)."""
+
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                kwargs["prepare"] = True
+                return super().execute(query, params, **kwargs)  # type: ignore[misc]
+
+        _PREPARING = Preparing
+    return _PREPARING
+
+
+def _logged_cursor_class(connection: Any) -> type:
+    """The debug wrapper of ``connection``'s backend, logging each statement
+    with its values as Django logs a client-side one (``connection.queries``,
+    ``CaptureQueriesContext``): psycopg does not keep the text of a prepared
+    statement's execution."""
+    global _LOGGED
+    if _LOGGED is None:
+        base = type(connection.make_debug_cursor(None))
+
+        class Logged(base):  # type: ignore[misc, valid-type]
+            def execute(self, sql: Any, params: Any = None) -> Any:
+                with self.debug_sql(self.db.ops.compose_sql(sql, params), params):
+                    return self._execute_with_wrappers(
+                        sql, params, many=False, executor=self._execute
+                    )
+
+        _LOGGED = Logged
+    return _LOGGED
+
+
+def cursor(connection: Any) -> Any:
+    """A cursor of ``connection`` for the hot paths' statements, whose text
+    never changes (compiled once, every value a parameter).
+
+    On PostgreSQL with psycopg 3 (see :func:`prepares`) it binds the values on
+    the server and prepares each statement the first time the connection runs
+    it: PostgreSQL parses and plans it once per connection instead of on every
+    webhook (measured: the invoice's locking lookup 0.39 -> 0.19 ms). It is
+    Django's own cursor wrapper (execute wrappers, ``connection.queries``,
+    error translation) around psycopg's cursor; elsewhere it is
+    ``connection.cursor()`` (SQLite's driver keeps its own statement cache)."""
+    if not prepares(connection):
+        return connection.cursor()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    if connection.connection.prepare_threshold is None:
+        connection.connection.prepare_threshold = _ONLY_WHEN_ASKED
+    raw = _preparing_cursor_class()(connection.connection)
+    if connection.queries_logged:
+        return _logged_cursor_class(connection)(raw, connection)
+    return connection.make_cursor(raw)
 
 
 def field(model: type[Model], name: str) -> Field[Any, Any]:
@@ -91,17 +181,17 @@ class _Batch:
         self.rows = set()
         if not waiting:
             return
-        with self.connection.cursor() as cursor:
+        with cursor(self.connection) as sending:
             if self.together and len(waiting) > 1:
                 *first, (last_sql, last_params) = waiting
                 parts = [f"w{i} AS ({sql})" for i, (sql, _p) in enumerate(first)]
                 params = [p for _sql, ps in first for p in ps]
-                cursor.execute(
+                sending.execute(
                     f"WITH {', '.join(parts)} {last_sql}", [*params, *last_params]
                 )
             else:
                 for sql, params in waiting:
-                    cursor.execute(sql, params)
+                    sending.execute(sql, params)
 
     def before(
         self,
@@ -143,8 +233,8 @@ def _execute(
     if pending is not None:
         pending.add(sql, params, row)
         return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with cursor(connection) as sending:
+        sending.execute(sql, params)
 
 
 def update(instance: Model, fields: Sequence[str]) -> None:

@@ -745,7 +745,7 @@ def _locked_invoices(
         )
         for i in positions[name]:
             params[i] = prepared
-    with connection.cursor() as cursor:
+    with rows.cursor(connection) as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
         shape = _ROW_SHAPE.get(key)
@@ -1296,79 +1296,129 @@ def _upsert_sql(connection: Any, names: list[str]) -> tuple[str, list[Any]]:
     table = qn(meta.db_table)
     columns = ", ".join(qn(str(f.column)) for f in fields)
     deliveries = qn("deliveries")
+    invoices = Invoice._meta
+    # The invoice the event names by its reference, found by the unique key in
+    # the same statement (NULL when it names none).
+    named = (
+        f"(SELECT {qn(str(invoices.pk.column if invoices.pk else 'id'))} "  # noqa: S608
+        f"FROM {qn(invoices.db_table)} WHERE {qn('provider')} = %s "
+        f"AND {qn('uuid')} = %s)"
+    )
     # Identifiers from the model's meta, quoted; every value is a parameter.
-    holders = ", ".join(["%s"] * len(fields))
+    holders = ", ".join(named if f.attname == "invoice_id" else "%s" for f in fields)
     sql = (
         f"INSERT INTO {table} ({columns}) VALUES ({holders}) "  # noqa: S608
         f"ON CONFLICT ({qn('provider')}, {qn('dedupe_id')}) DO UPDATE SET "
         f"{deliveries} = {table}.{deliveries} + 1 "
-        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}, {qn('attempts')}"
+        f"RETURNING {qn('id')}, {qn('status')}, {deliveries}, {qn('attempts')}, "
+        f"{qn('invoice_id')}"
     )
     return sql, fields
 
 
-def _upsert_event(
-    using: str, alias: str, event: PaymentEvent, payload: Any
-) -> tuple[int, str, int, int]:
+@dataclass(frozen=True)
+class _Stored:
+    """The inbox row of an event after its upsert."""
+
+    pk: int
+    status: str
+    #: 1: stored by this upsert, with the outcome of a payment applied.
+    deliveries: int
+    attempts: int
+    invoice_id: int | None
+
+    @property
+    def new(self) -> bool:
+        return self.deliveries == 1
+
+
+def _upsert_event(using: str, alias: str, event: PaymentEvent, payload: Any) -> _Stored:
     """Store ``event``, or count one more delivery of the stored one, in one
-    statement; returns the row's ``(pk, status, deliveries, attempts)`` (1
-    delivery: it is new)."""
+    statement.
+
+    A new row is written as it will most often end, in this transaction: its
+    event applied to the invoice its reference names (``processed``, one
+    attempt); :func:`_process_new` writes it again only when the outcome is
+    another. A failure rolls the row back with the change (the two-step path
+    then keeps it as failed), so no other transaction ever sees it ahead of
+    its outcome."""
     connection = connections[using]
+    now = timezone.now()
     values = {
         "provider": alias,
         "dedupe_id": event.dedupe_id,
         "event_type": str(event.type),
-        "status": WebhookEvent.Status.RECEIVED,
-        "invoice_id": None,
+        "status": WebhookEvent.Status.PROCESSED,
+        "invoice_id": None,  # the subquery's two parameters, below
         "event": event.to_json(),
         "payload": payload,
         "result": "",
         "result_code": "",
         "result_params": {},
         "traceback": "",
-        "attempts": 0,
+        "attempts": 1,
         "deliveries": 1,
-        "received_at": timezone.now(),
-        "processed_at": None,
-        "last_attempt_at": None,
+        "received_at": now,
+        "processed_at": now,
+        "last_attempt_at": now,
         "needs_attention": False,
     }
     compiled = _UPSERT_SQL.get(using)
     if compiled is None:
         compiled = _UPSERT_SQL[using] = _upsert_sql(connection, list(values))
     sql, fields = compiled
-    params = [
-        f.get_db_prep_save(value, connection)
-        for f, value in zip(fields, values.values(), strict=True)
-    ]
-    with connection.cursor() as cursor:
+    params: list[Any] = []
+    for f, value in zip(fields, values.values(), strict=True):
+        if f.attname == "invoice_id":
+            params.append(alias)
+            params.append(
+                rows.field(Invoice, "uuid").get_db_prep_value(_ref(event), connection)
+            )
+        else:
+            params.append(f.get_db_prep_save(value, connection))
+    with rows.cursor(connection) as cursor:
         cursor.execute(sql, params)
-        pk, status, count, attempts = cursor.fetchone()
-    return int(pk), str(status), int(count), int(attempts)
+        pk, status, count, attempts, invoice_id = cursor.fetchone()
+    return _Stored(
+        int(pk),
+        str(status),
+        int(count),
+        int(attempts),
+        None if invoice_id is None else int(invoice_id),
+    )
 
 
-def _process_new(pk: int, event: PaymentEvent, attempts: int) -> None:
-    """Apply ``event``, just stored (or redelivered) as row ``pk`` in this
-    transaction, which made ``attempts`` before: the invoice locked, the change
-    written, the row's outcome in one UPDATE."""
+def _process_new(stored: _Stored, event: PaymentEvent) -> None:
+    """Apply ``event``, just stored (or redelivered) as ``stored`` in this
+    transaction: the invoice locked, the change written, and the row's outcome
+    in one UPDATE unless the upsert already wrote it."""
     invoice = _locate(event, lock=True)
     if invoice is None:
         result = ApplyResult(Result.REJECTED, None, message=msg("no_invoice"))
     else:
-        result = _apply_locked(invoice, event, WebhookEvent(pk=pk))
+        result = _apply_locked(invoice, event, WebhookEvent(pk=stored.pk))
     message = result.message
+    status = _ROW_STATUS[result.result]
+    invoice_id = None if invoice is None else invoice.pk
+    if (
+        stored.new
+        and status == WebhookEvent.Status.PROCESSED
+        and message is None
+        and invoice_id == stored.invoice_id
+    ):
+        return  # as the upsert wrote it
     now = timezone.now()
     rows.update_by_pk(
         WebhookEvent,
-        pk,
+        stored.pk,
         {
-            "status": _ROW_STATUS[result.result],
+            "status": status,
             "result_code": message.code if message else "",
             "result_params": dict(message.params) if message else {},
             "traceback": "",
-            "invoice": None if invoice is None else invoice.pk,
+            "invoice": invoice_id,
             # The upsert locked the row: no other process counts meanwhile.
-            "attempts": attempts + 1,
+            "attempts": 1 if stored.new else stored.attempts + 1,
             "processed_at": now,
             "last_attempt_at": now,
         },
@@ -1399,11 +1449,9 @@ def receive_webhook_events(provider: BaseProvider, events: list[PaymentEvent]) -
             # the inbox row's outcome.
             with transaction.atomic(using=using), rows.batch(using):
                 for event, payload in checked:
-                    pk, status, _count, attempts = _upsert_event(
-                        using, provider.alias, event, payload
-                    )
-                    if status not in WebhookEvent.DONE:
-                        _process_new(pk, event, attempts)
+                    stored = _upsert_event(using, provider.alias, event, payload)
+                    if stored.new or stored.status not in WebhookEvent.DONE:
+                        _process_new(stored, event)
             return True
         except Exception:  # rolled back: the two-step path stores and retries it
             logger.info(

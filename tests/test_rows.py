@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from django.db.models.signals import post_save, pre_save
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from django_payments_ru import rows
@@ -162,3 +163,97 @@ def test_a_batch_that_fails_writes_nothing() -> None:
     with CaptureQueriesContext(connection) as queries:
         rows.update_by_pk(Invoice, invoice.pk, {"description": "now"})
     assert len(_writes(queries)) == 1
+
+
+# --- prepared statements (PostgreSQL) ----------------------------------------------
+
+
+def _prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _needs_postgres() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... to run")
+
+
+def _deliver_one() -> Invoice:
+    invoice = make_invoice("10.00", order_id="")
+    client = Client()
+    body = webhook_body(payment_object(invoice, "succeeded"))
+    assert post_webhook(client, body).status_code == 200
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    return invoice
+
+
+def test_the_webhook_paths_statements_are_prepared_once_per_connection() -> None:
+    _needs_postgres()
+    connection.ensure_connection()
+    _deliver_one()
+    prepared = _prepared()
+    assert any("ON CONFLICT" in sql for sql in prepared), prepared
+    assert any("FOR UPDATE" in sql for sql in prepared), prepared
+    # Used again, not prepared again.
+    _deliver_one()
+    assert sorted(_prepared()) == sorted(prepared)
+
+
+def test_a_rollback_forgets_them_and_the_next_call_prepares_again() -> None:
+    _needs_postgres()
+    _deliver_one()
+    assert _prepared()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        _deliver_one()
+        raise RuntimeError("rolled back")
+    _deliver_one()
+    assert any("ON CONFLICT" in sql for sql in _prepared())
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"PAYMENTS_RU": "off"},
+        {"OPTIONS": {"prepare_threshold": None}},
+    ],
+    ids=["PREPARED_STATEMENTS=False", "prepare_threshold=None"],
+)
+def test_nothing_is_prepared_when_the_project_says_so(
+    override: dict[str, Any], settings: Any
+) -> None:
+    _needs_postgres()
+    if "PAYMENTS_RU" in override:
+        settings.PAYMENTS_RU = {**settings.PAYMENTS_RU, "PREPARED_STATEMENTS": False}
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    kept = dict(options)
+    options.update(override.get("OPTIONS", {}))
+    try:
+        connection.close()  # a new connection: nothing prepared on it yet
+        assert not rows.prepares(connection)
+        _deliver_one()
+        assert _prepared() == []
+    finally:
+        options.clear()
+        options.update(kept)
+        connection.close()
+
+
+def test_a_prepared_statement_is_logged_with_its_values() -> None:
+    _needs_postgres()
+    invoice = make_invoice("10.00", order_id="")
+    with CaptureQueriesContext(connection) as queries:
+        rows.update_by_pk(Invoice, invoice.pk, {"description": "logged-value"})
+    (sql,) = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
+    assert "'logged-value'" in sql and str(invoice.pk) in sql, sql
+    assert any("UPDATE" in s for s in _prepared())
+
+
+def test_sqlite_keeps_its_own_statement_cache() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite side of rows.cursor")
+    assert not rows.prepares(connection)
+    with rows.cursor(connection) as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)

@@ -1,9 +1,9 @@
 """What the hot paths cost the database: a webhook's first delivery for an
 invoice alone in its order is stored and applied in one transaction of at most
-five data statements; a redelivery is one statement and never touches the
-invoice; a failure still keeps the event with its traceback. A start reads the
-invoice once (locked) before the provider call and once after, and writes it
-once.
+five data statements; a redelivery is one statement that never locks or
+writes the invoice; a failure still keeps the event with its traceback. A
+start reads the invoice once (locked) before the provider call and once after,
+and writes it once.
 
 Counted with Django's ``CaptureQueriesContext``: data statements are SELECT,
 INSERT, UPDATE and DELETE (savepoints and transaction control are not data);
@@ -90,25 +90,68 @@ def test_a_first_delivery_is_five_statements_in_one_transaction():
     # Nothing just written is read back; the invoice is read once, locked.
     reads = [s for s in spent.ours if s.lstrip().upper().startswith("SELECT")]
     assert len(reads) == 1 and "django_payments_ru_invoice" in reads[0], reads
+    # The inbox row is written once, by its upsert, with its outcome.
+    assert len(spent.touching("webhookevent")) == 1, spent.touching("webhookevent")
+    row = WebhookEvent.objects.get()
+    assert (row.status, row.invoice_id, row.attempts, row.deliveries) == (
+        WebhookEvent.Status.PROCESSED,
+        invoice.pk,
+        1,
+        1,
+    )
+    assert row.processed_at is not None and row.last_attempt_at is not None
     if connection.vendor == "postgresql":
-        # The payment, the invoice and the inbox row's outcome in one statement.
+        # The payment and the invoice in one statement.
         assert len(spent.ours) == 3, "\n".join(spent.ours)
         written = spent.ours[-1]
         assert written.lstrip().upper().startswith("WITH"), written
-        for table in ("payment", "invoice", "webhookevent"):
+        for table in ("payment", "invoice"):
             assert f"django_payments_ru_{table}" in written, table
 
 
-def test_a_redelivery_is_one_statement_and_never_touches_the_invoice():
+def test_an_outcome_other_than_applied_is_written_over_the_upserts_guess():
+    # The upsert stores a new row as "processed" for the invoice its reference
+    # names; an event found another way, or that changes nothing, is written
+    # again with what really happened.
+    invoice = pending()
+    payment = payment_object(invoice, "succeeded")
+    payment["reference"] = ""  # found by the provider's payment id
+    client = Client()
+    with cost() as spent:
+        assert post_webhook(client, webhook_body(payment)).status_code == 200
+    assert len(spent.touching("webhookevent")) == 2, spent.touching("webhookevent")
+    first = WebhookEvent.objects.get()
+    assert (first.status, first.invoice_id, first.attempts) == (
+        WebhookEvent.Status.PROCESSED,
+        invoice.pk,
+        1,
+    )
+    # Another event paying the same invoice again changes nothing.
+    again = payment_object(invoice, "succeeded")
+    assert post_webhook(client, webhook_body(again)).status_code == 200
+    second = WebhookEvent.objects.exclude(pk=first.pk).get()
+    assert second.status == WebhookEvent.Status.IGNORED
+    assert second.result_code and second.invoice_id == invoice.pk
+
+
+def test_a_redelivery_is_one_statement_and_never_locks_or_writes_the_invoice():
     invoice = pending()
     body = webhook_body(payment_object(invoice, "succeeded"))
     client = Client()
     assert post_webhook(client, body).status_code == 200
+    paid = Invoice.objects.values_list("updated_at", flat=True).get(pk=invoice.pk)
     with cost() as spent:
         assert post_webhook(client, body).status_code == 200
     assert len(spent.ours) == 1, "\n".join(spent.ours)
-    assert spent.touching("webhookevent") == spent.ours
-    assert not spent.touching("invoice")
+    (upsert,) = spent.touching("webhookevent")
+    assert upsert.lstrip().upper().startswith("INSERT INTO"), upsert
+    # Only the upsert's read of the reference (the id a new row is stored
+    # with) names the invoice table: no lock, no write.
+    assert "FOR UPDATE" not in upsert.upper()
+    assert not re.search(r"(UPDATE|INSERT INTO) \S*django_payments_ru_invoice", upsert)
+    assert (
+        Invoice.objects.values_list("updated_at", flat=True).get(pk=invoice.pk) == paid
+    )
     row = WebhookEvent.objects.get()
     assert row.deliveries == 2
     assert Payment.objects.count() == 1
