@@ -493,6 +493,22 @@ def _copy_row(target: Invoice, source: Invoice) -> None:
         setattr(target, f.attname, getattr(source, f.attname))
 
 
+def _claim_commits_without_waiting() -> None:
+    """On PostgreSQL, the claim of a start commits without waiting for its
+    WAL record to reach the disk (``synchronous_commit`` off for this
+    transaction only): the claim must be seen by a second caller at once,
+    which it is, and it needs no durability of its own. The checkout's
+    transaction after the provider call commits durably, and with it
+    everything written before, the claim included. Only a crash of the
+    database server between the two can lose the claim, and then the start
+    it guarded fails too: the customer never got the provider's page, and
+    the next start sends a new one."""
+    connection = connections[router.db_for_write(Operation)]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def _claim_start(
     invoice: Invoice,
 ) -> Checkout | tuple[Operation, bool] | None:
@@ -500,6 +516,7 @@ def _claim_start(
     whether it takes over one whose caller died); else ``None``: another caller
     is starting it right now. ``invoice`` is left as its locked row was read."""
     with transaction.atomic():
+        _claim_commits_without_waiting()
         locked = _locked_invoice(invoice.pk)
         _copy_row(invoice, locked)
         if locked.status not in PAYABLE:
@@ -1128,6 +1145,13 @@ def _settle_claims(
         return
     if not getattr(invoice, _IN_FLIGHT, True):
         return  # read with the lock: nothing was in flight, and nothing can start
+    states = (
+        _SETTLED_BY.get(result.new_status, {})
+        if result.new_status != result.old_status
+        else {}
+    )
+    if refunded <= 0 and not states:
+        return  # nothing this change settles (a start's pending): no query built
     pending = invoice.operations.filter(state=Operation.State.IN_FLIGHT).order_by(
         "created_at", "id"
     )
@@ -1145,12 +1169,10 @@ def _settle_claims(
             if claimed.amount <= left:
                 left -= claimed.amount
                 _settle(claimed, Operation.State.CONFIRMED, result.message)
-    if result.new_status != result.old_status:
-        states = _SETTLED_BY.get(result.new_status, {})
+    if states:  # a change that settles nothing asks nothing
         reason = msg("invoice_became", status=result.new_status)
-        if states:  # a change that settles nothing asks nothing
-            for claimed in pending.filter(kind__in=list(states)):
-                _settle(claimed, states[claimed.kind], reason)
+        for claimed in pending.filter(kind__in=list(states)):
+            _settle(claimed, states[claimed.kind], reason)
 
 
 def _apply_locked(

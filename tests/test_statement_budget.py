@@ -233,3 +233,34 @@ def test_the_locking_lookup_reads_through_indexes_not_the_table():
             plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
             assert "SCAN django_payments_ru_invoice" not in plan, plan
             assert "USING INDEX" in plan, plan
+
+
+def test_on_postgresql_only_the_checkouts_commit_waits_for_the_disk(monkeypatch):
+    # The claim is seen by a second caller as soon as it commits; the durable
+    # commit after the provider call carries it to the disk with the checkout.
+    from django_payments_ru.providers.base import Checkout
+    from django_payments_ru.providers.sandbox import Provider
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... to run")
+    seen: list[str] = []
+
+    def start(self, invoice, request=None, *, key=""):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+        return Checkout(method="GET", url="https://pay.example/p", payment_id="p2")
+
+    monkeypatch.setattr(Provider, "start", start)
+    invoice = make_invoice("990.00", order_id="")
+    with cost() as spent:
+        services.start_payment(invoice)
+    sets = [i for i, q in enumerate(spent.statements) if q.startswith("SET LOCAL")]
+    claim = next(i for i, q in enumerate(spent.statements) if "INSERT INTO" in q)
+    checkout = max(i for i, q in enumerate(spent.statements) if "UPDATE" in q)
+    assert len(sets) == 1 and sets[0] < claim < checkout, spent.statements
+    # SET LOCAL: the provider call and the checkout's commit are back to on.
+    assert seen == ["on"]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
