@@ -261,11 +261,12 @@ def update(instance: Model, fields: Sequence[str]) -> None:
     _execute(connection, sql, params, (model._meta.db_table, instance.pk))
 
 
-def insert(instance: Model) -> None:
+def insert(instance: Model, *, returning: bool = False) -> None:
     """``instance.save(force_insert=True)`` for a model whose primary key is
-    made by the database, without reading the new key back (the caller does
-    not need it). Defaults and ``auto_now_add`` are applied as ``save``
-    applies them."""
+    made by the database. Defaults and ``auto_now_add`` are applied as
+    ``save`` applies them. The new key is read back only with ``returning``
+    (``RETURNING`` where the database has it, else the cursor's last row id);
+    such an insert is sent at once, before any write a batch holds."""
     model = type(instance)
     if _watched(model):
         instance.save(force_insert=True)
@@ -278,18 +279,37 @@ def insert(instance: Model) -> None:
         for f in meta.local_concrete_fields
         if f is not meta.auto_field and not getattr(f, "generated", False)
     ]
+    back = returning and connection.features.can_return_columns_from_insert
 
     def build() -> str:
         qn = connection.ops.quote_name
         columns = ", ".join(qn(str(f.column)) for f in fields)
         holders = ", ".join(["%s"] * len(fields))
-        return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({holders})"  # noqa: S608
+        sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({holders})"  # noqa: S608
+        if back and meta.pk is not None:
+            sql += f" RETURNING {qn(str(meta.pk.column))}"
+        return sql
 
-    sql = _compiled(("insert", model, connection.alias), build)
+    sql = _compiled(("insert", model, back, connection.alias), build)
     params = [
         f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields
     ]
-    _execute(connection, sql, params)
+    if not returning:
+        _execute(connection, sql, params)
+    else:
+        pending = getattr(connection, _BATCH, None)
+        if pending is not None:
+            pending.flush()
+        with cursor(connection) as sending:
+            sending.execute(sql, params)
+            if back:
+                (pk,) = sending.fetchone()
+            else:
+                column = meta.pk.column if meta.pk is not None else None
+                pk = connection.ops.last_insert_id(
+                    sending, meta.db_table, str(column or "id")
+                )
+        instance.pk = pk
     instance._state.adding = False
     instance._state.db = using
 

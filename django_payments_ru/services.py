@@ -545,17 +545,20 @@ def _claim_start(
             busy.attempts += 1
             busy.save(update_fields=["lease_until", "attempts"])
             return busy, True
+        claim = Operation(
+            invoice=locked,
+            kind=Operation.Kind.START,
+            key=_new_key("start"),
+            lease_until=now + _start_lease(),
+        )
+        if connections[locked._state.db or "default"].features.has_select_for_update:
+            # Under the invoice's row lock no concurrent claim can be inserted.
+            rows.insert(claim, returning=True)
+            return claim, False
         try:
             with transaction.atomic():
-                return (
-                    Operation.objects.create(
-                        invoice=locked,
-                        kind=Operation.Kind.START,
-                        key=_new_key("start"),
-                        lease_until=now + _start_lease(),
-                    ),
-                    False,
-                )
+                rows.insert(claim, returning=True)
+                return claim, False
         except IntegrityError:  # a concurrent claim won (SQLite has no row locks)
             return None
 
@@ -599,9 +602,11 @@ def start_payment(invoice: Invoice, request: HttpRequest | None = None) -> Check
         return provider.start(invoice, request, key=operation.key)
 
     checkout = _send(operation, call)  # network: outside any transaction
-    with transaction.atomic():
+    using = router.db_for_write(Invoice)
+    with transaction.atomic(using=using), rows.batch(using):
         # One locked read and one write of the invoice: the checkout goes in
-        # the UPDATE that moves it to pending.
+        # the UPDATE that moves it to pending (on PostgreSQL in one statement
+        # with the claim's confirmation, rows.batch).
         locked = _locked_invoice(invoice.pk)
         locked.checkout = checkout.to_json()
         if checkout.payment_id:

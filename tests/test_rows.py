@@ -14,7 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from django_payments_ru import rows
-from django_payments_ru.models import Invoice, Payment
+from django_payments_ru.models import Invoice, Operation, Payment
 from django_payments_ru.status import InvoiceStatus
 from tests.helpers import make_invoice, payment_object, post_webhook, webhook_body
 
@@ -257,3 +257,24 @@ def test_sqlite_keeps_its_own_statement_cache() -> None:
     with rows.cursor(connection) as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.parametrize("has_returning", [True, False])
+def test_insert_reads_the_new_key_back_when_asked(
+    has_returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RETURNING where the database has it, else the cursor's last row id (MySQL).
+    if not has_returning and connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL always has RETURNING (its cursors keep no row id)")
+    monkeypatch.setattr(
+        connection.features, "can_return_columns_from_insert", has_returning
+    )
+    invoice = make_invoice("10.00")
+    claims = []
+    for key in ("first", "second"):
+        claim = Operation(invoice=invoice, kind=Operation.Kind.REFUND, key=key)
+        rows.insert(claim, returning=True)
+        claims.append(claim)
+    stored = {op.key: op.pk for op in Operation.objects.all()}
+    assert stored == {"first": claims[0].pk, "second": claims[1].pk}
+    assert claims[0].pk != claims[1].pk and not claims[1]._state.adding
