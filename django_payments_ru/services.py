@@ -551,15 +551,15 @@ def _claim_start(
             key=_new_key("start"),
             lease_until=now + _start_lease(),
         )
-        if connections[locked._state.db or "default"].features.has_select_for_update:
-            # Under the invoice's row lock no concurrent claim can be inserted.
-            rows.insert(claim, returning=True)
-            return claim, False
         try:
             with transaction.atomic():
                 rows.insert(claim, returning=True)
                 return claim, False
-        except IntegrityError:  # a concurrent claim won (SQLite has no row locks)
+        except IntegrityError:
+            # A concurrent claim won: SQLite has no row locks, and on
+            # PostgreSQL the in-flight flag was read on the statement's
+            # snapshot, taken before the lock was granted (the winner changed
+            # no column of the invoice, so the row is not read again).
             return None
 
 
