@@ -966,6 +966,11 @@ _APPLIED_FIELDS = [
     "provider_transaction_id",
     "updated_at",
 ]
+#: Those compared with the locked row's values before they are written
+#: (``updated_at`` is always written; the notes are compared as a list).
+_COMPARED_FIELDS = [
+    name for name in _APPLIED_FIELDS if name not in ("attention_notes", "updated_at")
+]
 
 
 def _transition(
@@ -1028,6 +1033,10 @@ def _transition(
 
     assert rule.target is not None
     target = rule.target
+    # What the locked row held: only what changes is written (an index on a
+    # column that is written is rewritten, on SQLite, even with the same value).
+    before = {name: getattr(invoice, name) for name in _COMPARED_FIELDS}
+    notes = list(invoice.attention_notes or [])
     refunded = Decimal(0)
     now = timezone.now()
     source = event.dedupe_id[:255]
@@ -1099,7 +1108,10 @@ def _transition(
     if target != old:
         invoice.status = target
         invoice.status_changed_at = now
-    rows.update(invoice, [*_APPLIED_FIELDS, *also])
+    changed = [name for name, was in before.items() if getattr(invoice, name) != was]
+    if list(invoice.attention_notes or []) != notes:
+        changed.append("attention_notes")
+    rows.update(invoice, [*changed, "updated_at", *also])
     transaction.on_commit(partial(_send_signals, invoice, old, target, event, refunded))
     return ApplyResult(Result.APPLIED, invoice, old, target, rule.reason), refunded
 
