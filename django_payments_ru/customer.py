@@ -39,9 +39,37 @@ def failure_reason(invoice: Invoice) -> str:
     return reason.strip() if isinstance(reason, str) else ""
 
 
+#: The problems of a payment that arrived and was refused because it is not
+#: the invoice's (``services._mismatch``): the money moved, the invoice waits.
+MISMATCHES = frozenset({"amount_mismatch", "currency_mismatch"})
+
+
+def received_other_amount(invoice: Invoice) -> bool:
+    """Whether a payment that does not match ``invoice`` (another amount or
+    currency: a crypto payment that arrived short, say) was refused and
+    flagged for the merchant while the invoice still waits."""
+    if invoice.status not in PAYABLE or not invoice.needs_attention:
+        return False
+    for note in invoice.attention_notes or []:
+        params = note.get("params") if isinstance(note, dict) else None
+        problem = params.get("problem") if isinstance(params, dict) else None
+        if (
+            note.get("code") == "event_rejected"
+            and isinstance(problem, dict)
+            and problem.get("code") in MISMATCHES
+        ):
+            return True
+    return False
+
+
 def status_message(invoice: Invoice) -> str:
     """A sentence about where ``invoice``'s payment stands, for its customer."""
     status = invoice.status
+    if received_other_amount(invoice):
+        return _(
+            "A payment that does not match this invoice (another amount or "
+            "currency) has arrived; the shop has been told and will contact you."
+        )
     if status == InvoiceStatus.CREATED:
         return _("The invoice is waiting to be paid.")
     if status == InvoiceStatus.PENDING:

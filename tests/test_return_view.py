@@ -107,3 +107,37 @@ def test_a_shop_overrides_the_base_template_in_one_place(client, tmp_path, setti
         page = client.get(_url(invoice)).content.decode()
     assert "class='my-shop'" in page
     assert 'data-payments-ru-status="created"' in page
+
+
+@pytest.mark.parametrize(
+    ("changes", "told"),
+    [
+        ({"amount": "60.00"}, True),  # arrived short (a crypto payment)
+        ({"currency": "USD"}, True),
+        ({}, False),  # flagged for another reason: nothing said about money
+    ],
+)
+def test_a_payment_that_does_not_match_is_what_the_customer_reads(changes, told):
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from django.utils import translation
+
+    from django_payments_ru import customer, services
+
+    invoice = make_invoice("100.00")
+    if changes:
+        amount = Decimal(changes.get("amount", "100.00"))
+        paid = event(invoice, EventType.PAID, amount=amount)
+        services.apply_event(replace(paid, currency=changes.get("currency", "RUB")))
+    else:
+        type(invoice).objects.filter(pk=invoice.pk).update(needs_attention=True)
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.CREATED and invoice.needs_attention
+    with translation.override("en"):
+        said = customer.status_message(invoice)
+    assert ("will contact you" in said) is told, said
+    if told:
+        with translation.override("ru"):
+            said = customer.status_message(invoice)
+            assert "свяжется с вами" in said  # noqa: RUF001

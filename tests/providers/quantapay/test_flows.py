@@ -118,10 +118,12 @@ class TestQuantaPayFlows(FlowContract):
     def test_underpay_flags_the_amounts(self):
         invoice = self.create_invoice(amount="100.00")
 
-        self.pay(invoice, "underpay")  # the return view polls (A-6: no webhook)
+        page = self.pay(invoice, "underpay")  # the return view polls
 
         invoice.refresh_from_db()
         assert invoice.status == InvoiceStatus.PENDING
+        # The customer is told what happened, not "awaiting payment".
+        assert "has been told and will contact you" in page.text, page.text[:2000]
         assert invoice.paid_amount == 0
         assert not invoice.payments.exists()
         assert invoice.needs_attention
