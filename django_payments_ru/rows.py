@@ -110,11 +110,15 @@ def cursor(connection: Any) -> Any:
     ``connection.cursor()`` (SQLite's driver keeps its own statement cache)."""
     if not prepares(connection):
         return connection.cursor()
+    # As connection.cursor() does: the health check (CONN_HEALTH_CHECKS), a
+    # connection, database errors as Django's, one thread.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
+    with connection.wrap_database_errors:
+        if connection.connection.prepare_threshold is None:
+            connection.connection.prepare_threshold = _ONLY_WHEN_ASKED
+        raw = _preparing_cursor_class()(connection.connection)
     connection.validate_thread_sharing()
-    if connection.connection.prepare_threshold is None:
-        connection.connection.prepare_threshold = _ONLY_WHEN_ASKED
-    raw = _preparing_cursor_class()(connection.connection)
     if connection.queries_logged:
         return _logged_cursor_class(connection)(raw, connection)
     return connection.make_cursor(raw)

@@ -278,3 +278,28 @@ def test_insert_reads_the_new_key_back_when_asked(
     stored = {op.key: op.pk for op in Operation.objects.all()}
     assert stored == {"first": claims[0].pk, "second": claims[1].pk}
     assert claims[0].pk != claims[1].pk and not claims[1]._state.adding
+
+
+def test_a_dead_persistent_connection_is_replaced_as_django_would() -> None:
+    # CONN_HEALTH_CHECKS: the first statement of a request on a connection the
+    # server closed reconnects instead of failing the webhook.
+    _needs_postgres()
+    connection.ensure_connection()
+    enabled = connection.health_check_enabled
+    connection.health_check_enabled = True
+    connection.health_check_done = False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    invoice = make_invoice("10.00")
+    connection.health_check_done = False
+    connection.connection.close()  # as if the server had gone away
+    try:
+        # The first statement after it is one of this app's, prepared.
+        rows.update_by_pk(Invoice, invoice.pk, {"description": "after"})
+        with rows.cursor(connection) as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            assert cursor.fetchone()[0] != pid
+        assert Invoice.objects.get(pk=invoice.pk).description == "after"
+    finally:
+        connection.health_check_enabled = enabled
