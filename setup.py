@@ -67,10 +67,12 @@ setup(
         "rabbitmq": ["celery>=5.3", "amqp>=5.2"],
         # The example shop (example_project/) reads its settings from the
         # environment; the package itself never imports django-environ.
-        "example": ["django-environ>=0.11"],
+        # segno: the Love&Pay emulator's SBP QR code, scannable (else a dot).
+        "example": ["django-environ>=0.11", "segno>=1.5"],
         "test": [
             # tests/settings.py reads DATABASE_URL and REDIS_URL with it.
             "django-environ>=0.11",
+            "segno>=1.5",
             "pytest>=8.0",
             "pytest-django>=4.8",
             "pytest-timeout>=2.3",

@@ -154,11 +154,26 @@ CANCEL = Action("cancel", gettext_lazy("Cancel"), "danger")
 _version: ContextVar[str] = ContextVar("loveandpay_emulator_version", default="v2")
 _request_id: ContextVar[str] = ContextVar("loveandpay_emulator_request_id", default="")
 
-#: A 1x1 PNG: the emulated SBP QR image (4.2: ``data:image/png;base64,...``).
+#: A 1x1 PNG: the emulated SBP QR image without segno (4.2:
+#: ``data:image/png;base64,...``).
 _PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+"
     "kcQAAAABJRU5ErkJggg=="
 )
+
+
+def qr_image(payload: str | None) -> str:
+    """The SBP QR image of 4.2 (``data:image/png;base64,...``): a QR code of
+    ``payload`` that a phone can scan when segno is installed (the extras
+    ``example`` and ``test``), else a 1x1 placeholder."""
+    if payload:
+        try:
+            import segno
+        except ImportError:
+            pass
+        else:
+            return str(segno.make(payload, error="m").png_data_uri(scale=4, border=2))
+    return f"data:image/png;base64,{_PNG}"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -473,7 +488,7 @@ class LoveAndPayEmulator(Emulator):
             "expiresAt": iso(payment.expires_at),
             "createdAt": iso(payment.created_at),
             "paidAt": data.get("paidAt"),
-            "qrCode": f"data:image/png;base64,{_PNG}",
+            "qrCode": qr_image(data.get("qrPayload")),
             "qrPayload": data.get("qrPayload"),
             "paymentLink": data.get("paymentLink"),
             "externalOrderId": data.get("externalId"),

@@ -4,7 +4,9 @@ field, both limits with Retry-After (A-12), the list's paging (4.4), v1."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 from typing import Any
 
@@ -72,6 +74,12 @@ class TestEmulatorApi(LoveAndPayCase):
         assert invoice["invoiceNumber"].startswith("INV-")
         assert invoice["paymentLink"].endswith(f"/pay/{invoice['invoiceNumber']}")
         assert invoice["qrCode"].startswith("data:image/png;base64,")
+        # A QR code a phone can scan (segno, a test dependency), not a dot:
+        # the PNG's header holds its width and height.
+        png = base64.b64decode(invoice["qrCode"].split(",", 1)[1])
+        width, height = struct.unpack(">II", png[16:24])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and width == height >= 100
+        assert invoice["qrPayload"].startswith("https://")
         assert created.headers["x-request-id"].startswith("req_")
         got = self.call("GET", f"api/v2/invoices/{invoice['id']}")
         assert got.json()["invoice"]["id"] == invoice["id"]
